@@ -1,0 +1,62 @@
+"""The FastAPI app: ``uvicorn api.main:app``."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import health, jobs, models, predict
+from api.serving import ModelCache
+from shared.config import Settings, get_settings
+from shared.logs import configure_logging
+from shared.queue import make_celery
+from shared.registry import Registry
+from shared.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Train the NumPy multi-layer perceptron of Raschka's *Python Machine Learning*
+(ch. 12) on MNIST and classify handwritten digits with it.
+
+`POST /jobs` queues training (answers at once), `GET /jobs/{id}` follows it,
+`POST /predict` classifies 0..255 pixel images with the newest model.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.model_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            app.state.registry.rebuild_models(app.state.store)
+        except redis.RedisError as exc:
+            log.warning("could not rebuild the model registry at start-up: %s", exc)
+        yield
+        app.state.registry.redis.close()
+
+    app = FastAPI(
+        title="mnist-service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = Registry.from_url(settings.redis_url, settings.key_prefix)
+    app.state.store = ModelStore(settings.model_dir)
+    app.state.models = ModelCache(app.state.store, settings.model_cache_size)
+    app.state.queue = make_celery(settings, main="api")
+
+    errors.install(app)
+    for module in (jobs, predict, models, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

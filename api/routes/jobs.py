@@ -1,0 +1,75 @@
+"""Training jobs: submit, follow, list, cancel."""
+
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Body, HTTPException, Response, status
+
+from api.deps import PageDep, QueueDep, RegistryDep
+from shared.queue import TRAIN_TASK
+from shared.registry import JobNotFound
+from shared.schemas import ErrorBody, Job, JobAccepted, JobList, JobPublic, JobStatus, TrainParams
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No job with this id."}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    responses={503: {"model": ErrorBody, "description": "Redis or the broker is unreachable."}},
+)
+def submit_job(
+    registry: RegistryDep,
+    queue: QueueDep,
+    response: Response,
+    params: Annotated[TrainParams | None, Body()] = None,
+) -> JobAccepted:
+    """Queue a training job; every hyper-parameter is optional (defaults: the book's run)."""
+    params = params or TrainParams()
+    job = Job(id=uuid4(), params=params, epochs=params.epochs)
+    registry.create_job(job)
+    try:
+        queue.send_task(TRAIN_TASK, args=[str(job.id)], task_id=str(job.id))
+    except Exception as exc:
+        registry.finish_job(job.id, JobStatus.failed, error=f"could not queue: {exc}")
+        raise HTTPException(503, "could not queue the job: broker unreachable") from exc
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobAccepted(id=job.id, status=job.status)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(registry: RegistryDep, page: PageDep) -> JobList:
+    """Jobs, newest first (history left out: see ``GET /jobs/{id}``)."""
+    items, total = registry.list_jobs(page.offset, page.limit)
+    return JobList(items=items, total=total, offset=page.offset, limit=page.limit)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
+def get_job(job_id: UUID, registry: RegistryDep) -> JobPublic:
+    """Status, progress (``epoch`` of ``epochs``), per-epoch history and results."""
+    job = registry.get_job_public(job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return job
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Job,
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job already ended."}},
+)
+def cancel_job(job_id: UUID, registry: RegistryDep) -> Job:
+    """A queued job never runs; a running one stops at its next epoch boundary."""
+    job = registry.get_job(job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    if job.status.finished:
+        raise HTTPException(409, f"job {job_id} already {job.status.value}")
+    try:
+        return registry.request_cancel(job_id)
+    except JobNotFound:
+        raise HTTPException(404, f"job {job_id} not found") from None

@@ -1,0 +1,42 @@
+"""Classify 0..255 pixel images with a trained model."""
+
+from fastapi import APIRouter, HTTPException
+
+from api.deps import ModelsDep, RegistryDep
+from api.serving import predict
+from shared.schemas import BatchPrediction, ErrorBody, Prediction, PredictRequest
+from shared.store import ModelFileError
+
+router = APIRouter(tags=["predict"])
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction | BatchPrediction,
+    responses={
+        404: {"model": ErrorBody, "description": "No model with the given id."},
+        503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
+    },
+)
+def predict_digits(
+    request: PredictRequest, registry: RegistryDep, models: ModelsDep
+) -> Prediction | BatchPrediction:
+    """One image (``pixels``) answers ``label``; a batch (``images``) answers ``labels``."""
+    model_id = request.model_id or registry.latest_model_id()
+    if model_id is None:
+        raise HTTPException(503, "no trained model yet: train one with POST /jobs")
+    info = registry.get_model(model_id)
+    if info is None:
+        raise HTTPException(404, f"model {model_id} not found")
+    try:
+        model = models.get(info)
+    except ModelFileError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    images = [request.pixels] if request.pixels is not None else request.images or []
+    probabilities = predict(model, images)
+    labels = probabilities.argmax(axis=1).tolist()
+    if request.pixels is not None:
+        return Prediction(
+            label=labels[0], probabilities=probabilities[0].tolist(), model_id=model_id
+        )
+    return BatchPrediction(labels=labels, probabilities=probabilities.tolist(), model_id=model_id)

@@ -1,0 +1,204 @@
+"""Job records and the model index in Redis.
+
+Keys, all under ``Settings.key_prefix`` (``mnist:`` by default):
+
+- ``job:<id>``          the job record (JSON of :class:`Job`)
+- ``job:<id>:history``  one JSON :class:`EpochRecord` per finished epoch (a list)
+- ``job:<id>:cancel``   present once a cancel was asked for
+- ``jobs``              sorted set of job ids, scored by creation time
+- ``model:<id>``        the model's :class:`ModelInfo` (JSON)
+- ``models``            sorted set of model ids, scored by creation time
+
+Model files are the source of truth: :meth:`Registry.rebuild_models` re-creates
+``model:*`` and ``models`` from ``MODEL_DIR`` (the api and the worker run it
+at start-up), so a Redis that lost its data serves the same models again.
+"""
+
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+import redis
+
+from shared.schemas import EpochRecord, Job, JobPublic, JobStatus, ModelInfo, utcnow
+from shared.store import LoadedModel, ModelFileError, ModelStore
+
+log = logging.getLogger(__name__)
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class Registry:
+    def __init__(self, client: redis.Redis, prefix: str = "mnist:") -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "mnist:") -> "Registry":
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(client, prefix)
+
+    def _key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    # jobs
+
+    def create_job(self, job: Job) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._key("job", job.id), job.model_dump_json())
+            pipe.zadd(self._key("jobs"), {str(job.id): job.created_at.timestamp()})
+            pipe.execute()
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        raw = self.redis.get(self._key("job", job_id))
+        return Job.model_validate_json(raw) if raw else None
+
+    def get_job_public(self, job_id: UUID) -> JobPublic | None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._key("job", job_id))
+            pipe.lrange(self._key("job", job_id, "history"), 0, -1)
+            raw, history = pipe.execute()
+        if not raw:
+            return None
+        job = JobPublic.model_validate_json(raw)
+        job.history = [EpochRecord.model_validate_json(row) for row in history]
+        return job
+
+    def list_jobs(self, offset: int, limit: int) -> tuple[list[Job], int]:
+        ids = self.redis.zrevrange(self._key("jobs"), offset, offset + limit - 1)
+        total = self.redis.zcard(self._key("jobs"))
+        raws = self.redis.mget([self._key("job", i) for i in ids]) if ids else []
+        return [Job.model_validate_json(raw) for raw in raws if raw], int(total)
+
+    def update_job(
+        self,
+        job_id: UUID,
+        change: Callable[[Job], Job | None],
+        also: Callable[[redis.client.Pipeline], object] | None = None,
+    ) -> Job:
+        """Apply ``change`` atomically (optimistic lock); ``None`` means leave it as it is.
+
+        ``also`` queues further commands into the same MULTI when the job changes.
+        """
+        key = self._key("job", job_id)
+
+        def transaction(pipe: redis.client.Pipeline) -> Job:
+            raw = pipe.get(key)
+            if not raw:
+                raise JobNotFound(str(job_id))
+            job = Job.model_validate_json(raw)
+            changed = change(job.model_copy(deep=True))
+            pipe.multi()
+            if changed is not None:
+                pipe.set(key, changed.model_dump_json())
+                if also is not None:
+                    also(pipe)
+                return changed
+            return job
+
+        return self.redis.transaction(transaction, key, value_from_callable=True)
+
+    def record_epoch(self, job_id: UUID, record: EpochRecord) -> None:
+        """Store one epoch's row; rows after it (from a run that was cut short) are dropped."""
+        history = self._key("job", job_id, "history")
+
+        def set_epoch(job: Job) -> Job:
+            job.epoch = record.epoch
+            return job
+
+        def push(pipe: redis.client.Pipeline) -> None:
+            _keep_first(pipe, history, record.epoch - 1)
+            pipe.rpush(history, record.model_dump_json())
+
+        self.update_job(job_id, set_epoch, also=push)
+
+    def truncate_history(self, job_id: UUID, epochs: int) -> None:
+        _keep_first(self.redis, self._key("job", job_id, "history"), epochs)
+
+    def finish_job(self, job_id: UUID, status: JobStatus, **fields: object) -> Job:
+        """Move a job to a final ``status``, setting ``fields`` (error, model_id, ...)."""
+
+        def change(job: Job) -> Job:
+            return job.model_copy(update={"status": status, "finished_at": utcnow(), **fields})
+
+        return self.update_job(job_id, change)
+
+    def request_cancel(self, job_id: UUID) -> Job:
+        """Flag the job; a queued one is cancelled at once, a running one at its next epoch."""
+        self.redis.set(self._key("job", job_id, "cancel"), "1")
+
+        def cancel_if_queued(job: Job) -> Job | None:
+            if job.status is not JobStatus.queued:
+                return None
+            job.status, job.finished_at = JobStatus.cancelled, utcnow()
+            return job
+
+        return self.update_job(job_id, cancel_if_queued)
+
+    def cancel_requested(self, job_id: UUID) -> bool:
+        return bool(self.redis.exists(self._key("job", job_id, "cancel")))
+
+    # models
+
+    def put_model(self, info: ModelInfo) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._key("model", info.id), info.model_dump_json())
+            pipe.zadd(self._key("models"), {str(info.id): info.created_at.timestamp()})
+            pipe.execute()
+
+    def get_model(self, model_id: UUID) -> ModelInfo | None:
+        raw = self.redis.get(self._key("model", model_id))
+        return ModelInfo.model_validate_json(raw) if raw else None
+
+    def list_models(self, offset: int, limit: int) -> tuple[list[ModelInfo], int]:
+        ids = self.redis.zrevrange(self._key("models"), offset, offset + limit - 1)
+        total = self.redis.zcard(self._key("models"))
+        raws = self.redis.mget([self._key("model", i) for i in ids]) if ids else []
+        return [ModelInfo.model_validate_json(raw) for raw in raws if raw], int(total)
+
+    def latest_model_id(self) -> UUID | None:
+        newest = self.redis.zrevrange(self._key("models"), 0, 0)
+        return UUID(newest[0]) if newest else None
+
+    def rebuild_models(self, store: ModelStore) -> int:
+        """Register every complete, intact model file not yet in Redis; returns how many."""
+        added = 0
+        for model_id in store.model_ids():
+            if self.redis.exists(self._key("model", model_id)):
+                continue
+            try:
+                model = store.load(model_id)
+            except ModelFileError as exc:
+                log.warning("not registering %s: %s", model_id, exc)
+                continue
+            self.put_model(model_info(model))
+            added += 1
+        if added:
+            log.info("registered %d model(s) from %s", added, store.root)
+        return added
+
+
+def _keep_first(client: redis.Redis | redis.client.Pipeline, key: str, n: int) -> None:
+    """Keep the first ``n`` items of a list (LTRIM 0 -1 would keep them all)."""
+    if n > 0:
+        client.ltrim(key, 0, n - 1)
+    else:
+        client.delete(key)
+
+
+def model_info(model: LoadedModel) -> ModelInfo:
+    """The registry entry of a stored model: its metadata plus file facts."""
+    return ModelInfo.model_validate(
+        {**model.meta, "id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes}
+    )

@@ -1,0 +1,229 @@
+"""Request, response and record shapes: the single source of truth for the API,
+the Redis records and therefore the OpenAPI document."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+N_PIXELS = 784
+IMAGE_SIDE = 28
+PREDICT_BATCH_MAX = 1000
+"""Most images one ``POST /predict`` may carry (about 3 MB of JSON)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LrSchedule(StrEnum):
+    """How the learning rate decays at the start of every epoch ``i``.
+
+    ``compound`` is what the book's code does (``eta /= 1 + d*i``, every epoch, so
+    the decay compounds); ``inverse`` is the formula of its docstring
+    (``eta = eta0 / (1 + d*i)``).
+    """
+
+    compound = "compound"
+    inverse = "inverse"
+
+
+class InputScaling(StrEnum):
+    """What the network sees of a 0..255 pixel. Stored with every model, so clients
+    always send raw pixels. ``none`` is the book's choice."""
+
+    none = "none"
+    unit = "unit"
+
+    @property
+    def factor(self) -> float:
+        return 1.0 if self is InputScaling.none else 1.0 / 255.0
+
+
+class TrainParams(BaseModel):
+    """Hyper-parameters of one training job. Defaults reproduce the book's published
+    run; the bounds keep a single request from occupying a worker for days."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"epochs": 20},
+                {"n_hidden": 100, "epochs": 30, "eta": 0.1, "input_scaling": "unit"},
+            ]
+        },
+    )
+
+    n_hidden: int = Field(50, ge=1, le=1024, description="Hidden units.")
+    l1: float = Field(0.0, ge=0, le=10, description="L1 penalty (bias weights not penalised).")
+    l2: float = Field(0.1, ge=0, le=10, description="L2 penalty (bias weights not penalised).")
+    epochs: int = Field(1000, ge=1, le=5000, description="Passes over the training set.")
+    eta: float = Field(0.001, gt=0, le=10, description="Initial learning rate.")
+    alpha: float = Field(0.001, ge=0, lt=1, description="Momentum: share of the previous step.")
+    decrease_const: float = Field(0.00001, ge=0, le=1, description="Learning-rate decay.")
+    lr_schedule: LrSchedule = LrSchedule.compound
+    minibatches: int = Field(50, ge=1, le=10_000, description="Mini-batches per epoch.")
+    shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
+    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the job's random generator.")
+    input_scaling: InputScaling = InputScaling.none
+    validation_fraction: float = Field(
+        0.0, ge=0, le=0.5, description="Share of the training set held out for validation."
+    )
+    train_size: int | None = Field(
+        None, ge=100, le=60_000, description="Train on the first N images only (quick runs)."
+    )
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="Arithmetic precision of training."
+    )
+
+    @model_validator(mode="after")
+    def _enough_samples(self) -> Self:
+        samples = self.train_size or 60_000
+        fit = samples - int(samples * self.validation_fraction)
+        if self.minibatches > fit:
+            raise ValueError(f"minibatches ({self.minibatches}) exceeds training samples ({fit})")
+        return self
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class EpochRecord(BaseModel):
+    epoch: int = Field(description="1-based epoch number.")
+    cost: float = Field(description="Mean mini-batch cost (logistic + penalties).")
+    seconds: float = Field(description="Wall time of the epoch.")
+    eta: float = Field(description="Learning rate used in the epoch.")
+    val_accuracy: float | None = Field(None, description="Only with a validation split.")
+
+
+class Job(BaseModel):
+    """A job record: written by the API at submission, moved on by the worker."""
+
+    id: UUID
+    status: JobStatus = JobStatus.queued
+    params: TrainParams
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    epoch: int = Field(0, description="Epochs finished so far.")
+    epochs: int = Field(description="Epochs asked for.")
+    model_id: UUID | None = None
+    train_accuracy: float | None = None
+    test_accuracy: float | None = None
+    error: str | None = None
+    attempts: int = Field(0, description="Times a worker has started this job.")
+
+
+class JobPublic(Job):
+    history: list[EpochRecord] = Field(default_factory=list)
+
+
+class JobAccepted(BaseModel):
+    id: UUID
+    status: JobStatus
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    total: int
+    offset: int
+    limit: int
+
+
+class ModelInfo(BaseModel):
+    id: UUID
+    created_at: datetime
+    job_id: UUID | None
+    params: TrainParams
+    train_accuracy: float | None
+    test_accuracy: float | None
+    sha256: str
+    size_bytes: int
+    input_scale: float = Field(description="Factor applied to 0..255 pixels before the network.")
+
+
+class ModelList(BaseModel):
+    items: list[ModelInfo]
+    total: int
+    offset: int
+    limit: int
+
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]
+Image = Annotated[list[Pixel], Field(min_length=N_PIXELS, max_length=N_PIXELS)]
+
+
+def _flatten_image(value: object) -> object:
+    """Accept a 28x28 nested list as well as 784 flat values."""
+    if (
+        isinstance(value, list)
+        and len(value) == IMAGE_SIDE
+        and all(isinstance(row, list) for row in value)
+    ):
+        if any(len(row) != IMAGE_SIDE for row in value):
+            raise ValueError("a nested image must be 28 rows of 28 values")
+        return [pixel for row in value for pixel in row]
+    return value
+
+
+class PredictRequest(BaseModel):
+    """One image (``pixels``) or a batch (``images``): 0..255 values, row-major."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"pixels": [0] * N_PIXELS}]},
+    )
+
+    pixels: Image | None = Field(None, description="784 values, or a 28x28 nested list.")
+    images: Annotated[list[Image], Field(min_length=1, max_length=PREDICT_BATCH_MAX)] | None = (
+        Field(None, description=f"Up to {PREDICT_BATCH_MAX} images of 784 values.")
+    )
+    model_id: UUID | None = Field(None, description="Default: the newest trained model.")
+
+    @field_validator("pixels", mode="before")
+    @classmethod
+    def _flat_pixels(cls, value: object) -> object:
+        return _flatten_image(value)
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _flat_images(cls, value: object) -> object:
+        return [_flatten_image(image) for image in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.pixels is None) == (self.images is None):
+            raise ValueError("send exactly one of 'pixels' (one image) or 'images' (a batch)")
+        return self
+
+
+class Prediction(BaseModel):
+    label: int
+    probabilities: list[float] = Field(description="Ten output activations, normalised.")
+    model_id: UUID
+
+
+class BatchPrediction(BaseModel):
+    labels: list[int]
+    probabilities: list[list[float]]
+    model_id: UUID
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None

@@ -1,0 +1,123 @@
+"""Model files on the shared volume: the source of truth for trained models.
+
+A model is ``<id>.npz`` (float32 weights plus a JSON metadata string; nothing
+pickled) and ``<id>.sha256``, written after it, which marks the model as
+complete and lets the registry be rebuilt from the folder alone. Every load
+checks the sha256 before parsing a byte.
+"""
+
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from shared import mlp
+from shared.files import TMP_SUFFIX, sha256_bytes, write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+WEIGHT_NAMES = ("w1", "b1", "w2", "b2")
+
+
+class ModelFileError(RuntimeError):
+    """A model file that is missing, unreadable or fails its integrity check."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    id: UUID
+    weights: mlp.Weights
+    meta: dict[str, Any]
+    sha256: str
+    size_bytes: int
+
+    @property
+    def input_scale(self) -> float:
+        return float(self.meta["input_scale"])
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, model_id: UUID) -> Path:
+        # str(UUID) is hex and dashes only: no id can name a file outside root.
+        return self.root / f"{UUID(str(model_id))}.npz"
+
+    def _checksum_path(self, model_id: UUID) -> Path:
+        return self.path(model_id).with_suffix(".sha256")
+
+    def save(self, model_id: UUID, weights: mlp.Weights, meta: dict[str, Any]) -> tuple[str, int]:
+        """Write the model atomically; returns its sha256 and size in bytes."""
+        buffer = io.BytesIO()
+        arrays = {name: getattr(weights, name).astype(np.float32) for name in WEIGHT_NAMES}
+        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        payload = buffer.getvalue()
+        digest = sha256_bytes(payload)
+        path = self.path(model_id)
+        write_bytes_atomic(path, payload)
+        write_bytes_atomic(self._checksum_path(model_id), f"{digest}  {path.name}\n".encode())
+        return digest, len(payload)
+
+    def recorded_sha256(self, model_id: UUID) -> str | None:
+        try:
+            return self._checksum_path(model_id).read_text().split()[0]
+        except (FileNotFoundError, IndexError):
+            return None
+
+    def load(self, model_id: UUID, expected_sha256: str | None = None) -> LoadedModel:
+        """Read and verify a model; raises :class:`ModelFileError` on any mismatch."""
+        path = self.path(model_id)
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelFileError(f"model file {path.name} is missing") from exc
+        digest = sha256_bytes(payload)
+        for expected in (expected_sha256, self.recorded_sha256(model_id)):
+            if expected is not None and digest != expected:
+                raise ModelFileError(
+                    f"model {model_id}: integrity check failed (sha256 {digest[:12]}..., "
+                    f"expected {expected[:12]}...)"
+                )
+        if expected_sha256 is None and self.recorded_sha256(model_id) is None:
+            raise ModelFileError(f"model {model_id}: no checksum recorded, refusing to load")
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                weights = mlp.Weights(*(npz[name] for name in WEIGHT_NAMES))
+        except (ValueError, KeyError, OSError) as exc:
+            raise ModelFileError(f"model {model_id}: unreadable ({exc})") from exc
+        return LoadedModel(model_id, weights, meta, digest, len(payload))
+
+    def model_ids(self) -> list[UUID]:
+        """Ids of complete models (file and checksum both present)."""
+        ids = []
+        for checksum in sorted(self.root.glob("*.sha256")):
+            try:
+                model_id = UUID(checksum.stem)
+            except ValueError:
+                continue
+            if self.path(model_id).exists():
+                ids.append(model_id)
+        return ids
+
+    def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
+        """Delete temp files left by writers that crashed before their rename."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for tmp in self.root.rglob(f".*{TMP_SUFFIX}"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d stale temp files from %s", removed, self.root)
+        return removed
