@@ -1,0 +1,188 @@
+"""Every route's contract and error paths, in-process over real Redis."""
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.mnist import Mnist
+from shared.registry import Registry
+from shared.schemas import JobStatus
+from tests.api.conftest import images
+
+
+def test_submit_answers_202_with_location_and_a_queued_record(
+    client: TestClient, registry: Registry
+) -> None:
+    response = client.post("/jobs", json={"epochs": 20})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert response.headers["location"] == f"/jobs/{body['id']}"
+    job = client.get(response.headers["location"]).json()
+    assert job["params"]["epochs"] == 20 and job["params"]["n_hidden"] == 50
+    assert (job["epoch"], job["epochs"], job["history"]) == (0, 20, [])
+
+
+@pytest.mark.parametrize("kwargs", [{"json": {}}, {}])
+def test_every_parameter_is_optional(client: TestClient, kwargs: dict) -> None:
+    response = client.post("/jobs", **kwargs)
+    assert response.status_code == 202
+    job = client.get(f"/jobs/{response.json()['id']}").json()
+    assert job["epochs"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"epochs": -5}, "epochs"),
+        ({"epochs": 10**9}, "epochs"),
+        ({"n_hidden": 10**9}, "n_hidden"),
+        ({"minibatches": 0}, "minibatches"),
+        ({"eta": "fast"}, "eta"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_bad_parameters_get_422_naming_the_field(
+    client: TestClient, registry: Registry, body: dict, field: str
+) -> None:
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 422
+    assert field in [part for error in response.json()["detail"] for part in error["loc"]]
+    assert registry.list_jobs(0, 10)[1] == 0  # nothing was queued
+
+
+def test_unknown_and_malformed_ids(client: TestClient) -> None:
+    assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 404
+    assert client.get(f"/jobs/{uuid.uuid4()}").json()["detail"].endswith("not found")
+    assert client.post(f"/jobs/{uuid.uuid4()}/cancel").status_code == 404
+    assert client.get(f"/models/{uuid.uuid4()}").status_code == 404
+    for bad in ["abc", "..%2f..%2fetc%2fpasswd", "%2e%2e%2f", "x" * 5000, "a%00b"]:
+        for path in (f"/jobs/{bad}", f"/models/{bad}"):
+            assert client.get(path).status_code in (404, 422), path
+
+
+def test_jobs_are_listed_newest_first_with_pages(client: TestClient) -> None:
+    ids = [client.post("/jobs", json={"epochs": 1}).json()["id"] for _ in range(3)]
+    page = client.get("/jobs", params={"limit": 2}).json()
+    assert page["total"] == 3 and [j["id"] for j in page["items"]] == ids[::-1][:2]
+    rest = client.get("/jobs", params={"offset": 2, "limit": 2}).json()
+    assert [j["id"] for j in rest["items"]] == ids[:1]
+    assert client.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+def test_cancel_queued_job_then_409(client: TestClient) -> None:
+    job_id = client.post("/jobs", json={"epochs": 1}).json()["id"]
+    response = client.post(f"/jobs/{job_id}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    again = client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+
+
+def test_predict_without_any_model_is_a_clear_503(client: TestClient) -> None:
+    response = client.post("/predict", json={"pixels": [0] * 784})
+    assert response.status_code == 503
+    assert "no trained model" in response.json()["detail"]
+
+
+def test_predict_one_batch_and_nested(
+    client: TestClient, trained: uuid.UUID, mnist_data: Mnist
+) -> None:
+    batch = images(mnist_data, 200)
+    one = client.post("/predict", json={"pixels": batch[0]}).json()
+    assert one["model_id"] == str(trained) and len(one["probabilities"]) == 10
+    assert one["label"] == int(mnist_data.test_labels[0])
+    assert sum(one["probabilities"]) == pytest.approx(1.0)
+    nested = [batch[0][r * 28 : (r + 1) * 28] for r in range(28)]
+    assert client.post("/predict", json={"pixels": nested}).json()["label"] == one["label"]
+    many = client.post("/predict", json={"images": batch, "model_id": str(trained)}).json()
+    correct = sum(p == t for p, t in zip(many["labels"], mnist_data.test_labels[:200], strict=True))
+    assert correct / 200 > 0.85
+    assert len(many["probabilities"]) == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"pixels": [NaN' + ", 0" * 783 + "]}",
+        '{"pixels": [Infinity' + ", 0" * 783 + "]}",
+        '{"pixels": [1e309' + ", 0" * 783 + "]}",
+        '{"pixels": [0' + ", 0" * 782 + "]}",
+        '{"pixels": [0' + ", 0" * 784 + "]}",
+        '{"pixels": ["a"' + ", 0" * 783 + "]}",
+        '{"pixels": [null' + ", 0" * 783 + "]}",
+        '{"pixels": [300' + ", 0" * 783 + "]}",
+        '{"pixels": [[[0]]]}',
+        '{"images": [[0]]}',
+        '{"pixels": "0"}',
+        "not json",
+    ],
+)
+def test_bad_pixels_get_422_not_500(client: TestClient, trained: uuid.UUID, raw: str) -> None:
+    response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_batch_above_maximum_is_rejected(client: TestClient, trained: uuid.UUID) -> None:
+    response = client.post("/predict", json={"images": [[0] * 784] * 1001})
+    assert response.status_code == 422
+
+
+def test_predict_with_unknown_model_id(client: TestClient, trained: uuid.UUID) -> None:
+    response = client.post("/predict", json={"pixels": [0] * 784, "model_id": str(uuid.uuid4())})
+    assert response.status_code == 404
+    bad = client.post("/predict", json={"pixels": [0] * 784, "model_id": "../../etc/passwd"})
+    assert bad.status_code == 422
+
+
+def test_models_listed_and_described(client: TestClient, trained: uuid.UUID) -> None:
+    page = client.get("/models").json()
+    assert page["total"] == 1
+    model = client.get(f"/models/{trained}").json()
+    assert model == page["items"][0]
+    assert len(model["sha256"]) == 64 and model["size_bytes"] > 0
+    assert model["params"]["n_hidden"] == 50 and model["job_id"] == str(trained)
+
+
+def test_corrupted_model_is_refused_others_keep_serving(
+    client: TestClient, trained: uuid.UUID, settings, registry: Registry
+) -> None:
+    path = settings.model_dir / f"{trained}.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    response = client.post("/predict", json={"pixels": [0] * 784})
+    assert response.status_code == 503
+    assert "integrity check failed" in response.json()["detail"]
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/livez").json() == {"status": "ok", "detail": None}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_openapi_documents_every_endpoint(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    for path in (
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/cancel",
+        "/predict",
+        "/models",
+        "/models/{model_id}",
+        "/livez",
+        "/readyz",
+    ):
+        assert path in paths
+    schemas = spec["components"]["schemas"]
+    assert schemas["TrainParams"]["examples"] and schemas["PredictRequest"]["examples"]
+    assert schemas["TrainParams"]["properties"]["epochs"]["maximum"] == 5000
+
+
+def test_job_status_values(registry: Registry, client: TestClient) -> None:
+    job_id = uuid.UUID(client.post("/jobs", json={"epochs": 1}).json()["id"])
+    registry.finish_job(job_id, JobStatus.failed, error="boom")
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"] == "boom"

@@ -1,0 +1,122 @@
+"""Model files: atomic, checksummed, never unpickled."""
+
+import hashlib
+import io
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import mlp
+from shared.store import ModelFileError, ModelStore
+
+
+def weights(seed: int = 0) -> mlp.Weights:
+    return mlp.init_weights(784, 5, 10, np.random.default_rng(seed), np.float32)
+
+
+def test_save_then_load_round_trip(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    digest, size = store.save(model_id, weights(), {"input_scale": 1.0, "note": "x"})
+    model = store.load(model_id, expected_sha256=digest)
+    assert model.sha256 == digest and model.size_bytes == size
+    assert model.meta == {"input_scale": 1.0, "note": "x"}
+    for a, b in zip(model.weights.arrays(), weights().arrays(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert store.model_ids() == [model_id]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _rewrite_weight(path: Path) -> None:
+    """A valid .npz whose zip CRCs are right but whose weights changed."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["w1"][0, 0] += 1.0
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_changed_weight_fails_integrity_check(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    digest, _ = store.save(model_id, weights(), {"input_scale": 1.0})
+    _rewrite_weight(store.path(model_id))
+    with pytest.raises(ModelFileError, match="integrity check failed"):
+        store.load(model_id, expected_sha256=digest)
+    with pytest.raises(ModelFileError, match="integrity check failed"):
+        store.load(model_id)  # the sidecar checksum catches it too
+
+
+def test_flipped_byte_fails_integrity_check(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    digest, size = store.save(model_id, weights(), {"input_scale": 1.0})
+    path = store.path(model_id)
+    data = bytearray(path.read_bytes())
+    data[size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="integrity check failed"):
+        store.load(model_id, expected_sha256=digest)
+
+
+def test_planted_pickle_is_refused(tmp_path: Path) -> None:
+    """Even with a matching checksum, object arrays are never unpickled."""
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array([{"evil": True}], dtype=object), w1=np.zeros(2))
+    payload = buffer.getvalue()
+    store.path(model_id).write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    (tmp_path / f"{model_id}.sha256").write_text(f"{digest}  {model_id}.npz\n")
+    with pytest.raises(ModelFileError, match="unreadable"):
+        store.load(model_id, expected_sha256=digest)
+
+
+def test_file_without_checksum_is_incomplete(tmp_path: Path) -> None:
+    """A crash after the model's rename but before its checksum: not a model yet."""
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    store.save(model_id, weights(), {"input_scale": 1.0})
+    (tmp_path / f"{model_id}.sha256").unlink()
+    assert store.model_ids() == []
+    with pytest.raises(ModelFileError, match="no checksum"):
+        store.load(model_id)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="missing"):
+        ModelStore(tmp_path).load(uuid.uuid4(), expected_sha256="0" * 64)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a\0b", "x" * 5000])
+def test_paths_only_from_uuids(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError):
+        ModelStore(tmp_path).path(bad)  # type: ignore[arg-type]
+
+
+def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    stale = tmp_path / ".abc.npz.x.tmp"
+    fresh = tmp_path / ".def.npz.y.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert store.remove_stale_temp_files(older_than=3600) == 1
+    assert not stale.exists() and fresh.exists()
+
+
+def test_metadata_is_plain_json(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model_id = uuid.uuid4()
+    store.save(model_id, weights(), {"input_scale": 0.5})
+    with np.load(store.path(model_id), allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"])) == {"input_scale": 0.5}
+        assert npz["w1"].dtype == np.float32
