@@ -1,0 +1,77 @@
+"""The README's no-Docker quick start, run as a newcomer would: ``./scripts/dev``, then
+the README's own shell block, verbatim but for the port."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import REPO, free_port, mnist_dir, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def quickstart_block() -> str:
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- quickstart:begin -->\n```bash\n(.*?)```", readme, re.S)
+    assert match, "README lost its quick-start block"
+    return match.group(1)
+
+
+def test_readme_quickstart_against_scripts_dev(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "API_KEY")}
+    env.update(
+        PORT=str(port),
+        VENV=sys.prefix,
+        MODEL_DIR=str(tmp_path / "models"),
+        MNIST_DIR=str(mnist_dir()),
+        MNIST_DOWNLOAD="false",
+    )
+    dev = subprocess.Popen(
+        [str(REPO / "scripts" / "dev")],
+        env=env,
+        stdout=(tmp_path / "dev.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _ready(port) or dev.poll() is not None, 60, "scripts/dev")
+        assert dev.poll() is None, (tmp_path / "dev.log").read_text()
+        (tmp_path / ".venv").symlink_to(sys.prefix)
+        script = "set -euo pipefail\n" + quickstart_block().replace(
+            "localhost:8000", f"127.0.0.1:{port}"
+        )
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=tmp_path,
+            env={**os.environ, "MNIST_DIR": str(mnist_dir())},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+        job_line, prediction = done.stdout.strip().splitlines()
+        assert '"status":"succeeded"' in job_line and '"epoch":20' in job_line
+        assert prediction.startswith('{"label":7,"probabilities":[')
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        dev.wait(30)
+    assert not _ready(port), "scripts/dev left the API running"
+    log = (tmp_path / "dev.log").read_text()
+    redis_port = re.search(r"redis://127\.0\.0\.1:(\d+)/0", log)
+    assert redis_port, log
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{redis_port.group(1)}", timeout=1)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
