@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MIRRORS = (
@@ -48,7 +48,38 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level of api and worker.")
 
-    @field_validator("mnist_mirrors", mode="before")
+    # Reliability: see README "Failure modes".
+    lease_seconds: float = Field(
+        10.0, gt=0, description="A job whose worker stops renewing its lease this long is orphaned."
+    )
+    heartbeat_seconds: float = Field(1.0, gt=0, description="How often a training job renews it.")
+    recovery_interval_seconds: float = Field(
+        5.0, gt=0, description="How often each worker looks for orphaned jobs."
+    )
+    max_attempts: int = Field(3, ge=1, description="Deliveries of a job before it fails.")
+    checkpoint_seconds: float = Field(
+        5.0, ge=0, description="Least time between two checkpoints of a running job."
+    )
+    job_time_limit_seconds: float = Field(
+        6 * 3600, gt=0, description="Soft limit of one job's run; the hard limit is 60 s later."
+    )
+    max_queued_jobs: int = Field(
+        100, ge=1, description="Queued jobs beyond which POST /jobs is 429."
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
+    )
+
+    # Access.
+    api_key: SecretStr | None = Field(
+        None, description="When set, state-changing endpoints require it (X-API-Key or Bearer)."
+    )
+    protect_predict: bool = Field(False, description="Require the API key for predictions too.")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated origins allowed by CORS; none by default."
+    )
+
+    @field_validator("mnist_mirrors", "cors_origins", mode="before")
     @classmethod
     def _split_mirrors(cls, value: object) -> object:
         if isinstance(value, str):

@@ -5,7 +5,10 @@ Keys, all under ``Settings.key_prefix`` (``mnist:`` by default):
 - ``job:<id>``          the job record (JSON of :class:`Job`)
 - ``job:<id>:history``  one JSON :class:`EpochRecord` per finished epoch (a list)
 - ``job:<id>:cancel``   present once a cancel was asked for
+- ``job:<id>:lease``    held (with a TTL) by the one worker process training the job
 - ``jobs``              sorted set of job ids, scored by creation time
+- ``jobs:active``       set of the ids of queued and running jobs
+- ``idempotency:<key>`` the job an ``Idempotency-Key`` created, for a day
 - ``model:<id>``        the model's :class:`ModelInfo` (JSON)
 - ``models``            sorted set of model ids, scored by creation time
 
@@ -14,6 +17,7 @@ Model files are the source of truth: :meth:`Registry.rebuild_models` re-creates
 at start-up), so a Redis that lost its data serves the same models again.
 """
 
+import hashlib
 import logging
 from collections.abc import Callable
 from uuid import UUID
@@ -24,6 +28,22 @@ from shared.schemas import EpochRecord, Job, JobPublic, JobStatus, ModelInfo, ut
 from shared.store import LoadedModel, ModelFileError, ModelStore
 
 log = logging.getLogger(__name__)
+
+
+IDEMPOTENCY_SECONDS = 24 * 3600
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 
 class JobNotFound(LookupError):
@@ -58,7 +78,14 @@ class Registry:
         with self.redis.pipeline() as pipe:
             pipe.set(self._key("job", job.id), job.model_dump_json())
             pipe.zadd(self._key("jobs"), {str(job.id): job.created_at.timestamp()})
+            pipe.sadd(self._key("jobs", "active"), str(job.id))
             pipe.execute()
+
+    def active_jobs(self) -> list[Job]:
+        """Queued and running jobs (a short list, unlike ``jobs``)."""
+        ids = sorted(self.redis.smembers(self._key("jobs", "active")))
+        raws = self.redis.mget([self._key("job", i) for i in ids]) if ids else []
+        return [Job.model_validate_json(raw) for raw in raws if raw]
 
     def get_job(self, job_id: UUID) -> Job | None:
         raw = self.redis.get(self._key("job", job_id))
@@ -123,31 +150,88 @@ class Registry:
 
         self.update_job(job_id, set_epoch, also=push)
 
-    def truncate_history(self, job_id: UUID, epochs: int) -> None:
-        _keep_first(self.redis, self._key("job", job_id, "history"), epochs)
+    def reset_progress(self, job_id: UUID, epochs: int) -> None:
+        """Progress back to ``epochs`` finished (a fresh start, or a checkpoint's epoch)."""
 
-    def finish_job(self, job_id: UUID, status: JobStatus, **fields: object) -> Job:
-        """Move a job to a final ``status``, setting ``fields`` (error, model_id, ...)."""
+        def set_epoch(job: Job) -> Job:
+            job.epoch = epochs
+            return job
 
-        def change(job: Job) -> Job:
+        def trim(pipe: redis.client.Pipeline) -> None:
+            _keep_first(pipe, self._key("job", job_id, "history"), epochs)
+
+        self.update_job(job_id, set_epoch, also=trim)
+
+    def finish_job(
+        self,
+        job_id: UUID,
+        status: JobStatus,
+        only_from: tuple[JobStatus, ...] = (JobStatus.queued, JobStatus.running),
+        **fields: object,
+    ) -> Job:
+        """Move a job from one of ``only_from`` to a final ``status``, setting ``fields``."""
+
+        def change(job: Job) -> Job | None:
+            if job.status not in only_from:
+                return None
             return job.model_copy(update={"status": status, "finished_at": utcnow(), **fields})
 
-        return self.update_job(job_id, change)
+        def deactivate(pipe: redis.client.Pipeline) -> None:
+            pipe.srem(self._key("jobs", "active"), str(job_id))
+
+        return self.update_job(job_id, change, also=deactivate)
 
     def request_cancel(self, job_id: UUID) -> Job:
         """Flag the job; a queued one is cancelled at once, a running one at its next epoch."""
         self.redis.set(self._key("job", job_id, "cancel"), "1")
 
-        def cancel_if_queued(job: Job) -> Job | None:
-            if job.status is not JobStatus.queued:
-                return None
-            job.status, job.finished_at = JobStatus.cancelled, utcnow()
-            return job
-
-        return self.update_job(job_id, cancel_if_queued)
+        return self.finish_job(job_id, JobStatus.cancelled, only_from=(JobStatus.queued,))
 
     def cancel_requested(self, job_id: UUID) -> bool:
         return bool(self.redis.exists(self._key("job", job_id, "cancel")))
+
+    # leases: one training process per job
+
+    def acquire_lease(self, job_id: UUID, token: str, seconds: float) -> bool:
+        key = self._key("job", job_id, "lease")
+        return bool(self.redis.set(key, token, nx=True, px=int(seconds * 1000)))
+
+    def renew_lease(self, job_id: UUID, token: str, seconds: float) -> bool:
+        """Extend the lease if ``token`` still holds it."""
+        key = self._key("job", job_id, "lease")
+        return bool(self.redis.eval(_RENEW, 1, key, token, int(seconds * 1000)))
+
+    def release_lease(self, job_id: UUID, token: str) -> None:
+        self.redis.eval(_RELEASE, 1, self._key("job", job_id, "lease"), token)
+
+    def lease_holder(self, job_id: UUID) -> str | None:
+        return self.redis.get(self._key("job", job_id, "lease"))
+
+    # workers announce a warm shutdown so their jobs checkpoint and go back to the queue
+
+    def mark_worker_stopping(self, worker: str, stopping: bool = True) -> None:
+        key = self._key("worker", worker, "stopping")
+        if stopping:
+            self.redis.set(key, "1", ex=600)
+        else:
+            self.redis.delete(key)
+
+    def worker_stopping(self, worker: str) -> bool:
+        return bool(self.redis.exists(self._key("worker", worker, "stopping")))
+
+    # idempotency keys of POST /jobs
+
+    def remember_idempotency(self, key: str, fingerprint: str, job_id: UUID) -> tuple[str, UUID]:
+        """Bind ``key`` to this request once; returns the (fingerprint, job id) bound first."""
+        name = self._key("idempotency", hashlib.sha256(key.encode()).hexdigest())
+        value = f"{fingerprint} {job_id}"
+        if not self.redis.set(name, value, nx=True, ex=IDEMPOTENCY_SECONDS):
+            value = self.redis.get(name) or value
+        first_fingerprint, first_id = value.split()
+        return first_fingerprint, UUID(first_id)
+
+    def forget_idempotency(self, key: str) -> None:
+        self.redis.delete(self._key("idempotency", hashlib.sha256(key.encode()).hexdigest()))
 
     # models
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from shared import mlp
 from shared.files import TMP_SUFFIX, sha256_bytes, write_bytes_atomic
+from shared.schemas import EpochRecord
+from shared.training import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,46 @@ class ModelStore:
         except (ValueError, KeyError, OSError) as exc:
             raise ModelFileError(f"model {model_id}: unreadable ({exc})") from exc
         return LoadedModel(model_id, weights, meta, digest, len(payload))
+
+    # checkpoints: a running job's whole state, so another worker can resume it
+
+    def checkpoint_path(self, job_id: UUID) -> Path:
+        return self.root / "checkpoints" / f"{UUID(str(job_id))}.npz"
+
+    def save_checkpoint(self, job_id: UUID, state: TrainState) -> None:
+        """Write the state atomically; a reader sees the previous checkpoint or this one."""
+        meta = {
+            "eta": state.eta,
+            "epoch": state.epoch,
+            "rng": state.rng.bit_generator.state,
+            "history": [row.model_dump(mode="json") for row in state.history],
+        }
+        arrays = {name: getattr(state.weights, name) for name in WEIGHT_NAMES}
+        arrays |= {f"step_{name}": getattr(state.previous_step, name) for name in WEIGHT_NAMES}
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        write_bytes_atomic(self.checkpoint_path(job_id), buffer.getvalue())
+
+    def load_checkpoint(self, job_id: UUID) -> TrainState | None:
+        """The job's last checkpoint, or ``None`` if there is none or it is unreadable."""
+        path = self.checkpoint_path(job_id)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                weights = mlp.Weights(*(npz[name] for name in WEIGHT_NAMES))
+                step = mlp.Weights(*(npz[f"step_{name}"] for name in WEIGHT_NAMES))
+            rng = np.random.default_rng()
+            rng.bit_generator.state = meta["rng"]
+            history = [EpochRecord.model_validate(row) for row in meta["history"]]
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a damaged checkpoint only costs the epochs since the start
+            log.warning("ignoring unreadable checkpoint %s: %s", path.name, exc)
+            return None
+        return TrainState(weights, step, float(meta["eta"]), int(meta["epoch"]), rng, history)
+
+    def remove_checkpoint(self, job_id: UUID) -> None:
+        self.checkpoint_path(job_id).unlink(missing_ok=True)
 
     def model_ids(self) -> list[UUID]:
         """Ids of complete models (file and checksum both present)."""

@@ -2,25 +2,53 @@
 
 import logging
 import os
+import threading
 from typing import Any
+from uuid import UUID
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 from threadpoolctl import threadpool_limits
 
 from shared.config import get_settings
 from shared.logs import configure_logging
-from shared.queue import make_celery
+from shared.queue import TRAIN_TASK, make_celery
+from shared.registry import Registry
 
 settings = get_settings()
 app = make_celery(settings, main="worker")
 app.conf.include = ["worker.tasks"]
+app.conf.task_soft_time_limit = settings.job_time_limit_seconds
+app.conf.task_time_limit = settings.job_time_limit_seconds + 60
 
 log = logging.getLogger(__name__)
+_stop_recovery = threading.Event()
 
 
 def blas_threads() -> int:
     """Threads each training process may use, so N processes on N cores don't fight."""
     return settings.blas_threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+
+
+def _registry() -> Registry:
+    return Registry.from_url(settings.redis_url, settings.key_prefix)
+
+
+def _requeue(job_id: UUID) -> None:
+    app.send_task(TRAIN_TASK, args=[str(job_id)], task_id=str(job_id))
+
+
+def _recovery_loop() -> None:
+    """Every worker looks for jobs whose process died; see worker/jobs.py."""
+    from worker.jobs import recover_orphans
+
+    registry = _registry()
+    while True:
+        try:
+            recover_orphans(registry, settings, _requeue)
+        except Exception as exc:
+            log.warning("orphan recovery pass failed: %s", exc)
+        if _stop_recovery.wait(settings.recovery_interval_seconds):
+            return
 
 
 @worker_init.connect
@@ -29,6 +57,26 @@ def _on_worker_start(**_: Any) -> None:
     from worker.jobs import prepare_storage
 
     prepare_storage(settings)
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    try:
+        _registry().mark_worker_stopping(sender.hostname, stopping=False)
+    except Exception as exc:
+        log.warning("could not clear the stopping flag: %s", exc)
+    threading.Thread(target=_recovery_loop, name="orphan-recovery", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _on_worker_stopping(sender: str | None = None, **_: Any) -> None:
+    """Tell this worker's jobs to checkpoint and go back to the queue."""
+    _stop_recovery.set()
+    if sender:
+        try:
+            _registry().mark_worker_stopping(sender)
+        except Exception as exc:
+            log.warning("could not announce shutdown: %s", exc)
 
 
 @worker_process_init.connect

@@ -1,12 +1,33 @@
 """What a worker does with one job id: the lifecycle around :func:`shared.training.train`.
 
 Kept apart from the Celery task so that it reads (and tests) as plain Python.
+
+Reliability, in short (README "Failure modes" has the promises):
+
+- A job is trained only by the process holding its **lease** (a Redis key with a
+  TTL, renewed every ``HEARTBEAT_SECONDS`` by a thread). A second delivery of the
+  same job waits one lease period for it, then leaves the job alone.
+- A **checkpoint** (weights, momentum, learning rate, epoch, RNG state, history)
+  is written atomically every ``CHECKPOINT_SECONDS`` at an epoch boundary; any
+  later attempt resumes from it, history cut back to match.
+- :func:`recover_orphans`, run by every worker at start and every
+  ``RECOVERY_INTERVAL_SECONDS``, re-queues running jobs whose lease has expired
+  (their process died), or fails them after ``MAX_ATTEMPTS``.
+- On a warm shutdown the job checkpoints at its next epoch boundary and is put
+  back on the queue (the task returns ``queued``; see worker/tasks.py).
 """
 
 import logging
+import os
+import threading
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import mnist, training
 from shared.config import Settings
@@ -18,6 +39,14 @@ log = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
+    pass
+
+
+class WorkerStopping(Exception):
+    pass
+
+
+class LeaseLost(Exception):
     pass
 
 
@@ -48,33 +77,107 @@ def prepare_storage(settings: Settings) -> None:
         log.exception("could not rebuild the model registry at start-up")
 
 
+class Heartbeat:
+    """Renews the job's lease from a thread while the main thread trains."""
+
+    def __init__(
+        self, registry: Registry, job_id: UUID, token: str, worker: str, settings: Settings
+    ) -> None:
+        self.registry, self.job_id, self.token, self.worker = registry, job_id, token, worker
+        self.settings = settings
+        self.lost = threading.Event()
+        self.stopping = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.settings.heartbeat_seconds):
+            try:
+                if not self.registry.renew_lease(
+                    self.job_id, self.token, self.settings.lease_seconds
+                ):
+                    self.lost.set()
+                if self.registry.worker_stopping(self.worker):
+                    self.stopping.set()
+            except Exception as exc:  # Redis away for a moment: the lease TTL decides
+                log.warning("job %s: heartbeat failed: %s", self.job_id, exc)
+
+
+def acquire_lease(registry: Registry, job_id: UUID, token: str, settings: Settings) -> bool:
+    """Take the job's lease, waiting up to one lease period for a dead holder's to expire."""
+    deadline = time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
+    while True:
+        if registry.acquire_lease(job_id, token, settings.lease_seconds):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(min(0.5, settings.heartbeat_seconds))
+
+
 def _start(job: Job) -> Job | None:
-    if job.status is not JobStatus.queued and job.status is not JobStatus.running:
+    if job.status not in (JobStatus.queued, JobStatus.running):
         return None
     job.status, job.started_at, job.attempts = JobStatus.running, utcnow(), job.attempts + 1
     job.error = None
     return job
 
 
-def run_job(job_id: UUID, settings: Settings, registry: Registry) -> JobStatus:
-    """Train one job to its end; every outcome is written to the job record."""
+def run_job(
+    job_id: UUID, settings: Settings, registry: Registry, worker: str = "local"
+) -> JobStatus:
+    """Train one job to its end; every outcome is written to the job record.
+
+    Returns the job's status; ``queued`` means "put the message back" (warm shutdown).
+    """
     job = registry.get_job(job_id)
     if job is None:
         log.warning("job %s has no record, dropping it", job_id)
         return JobStatus.failed
     if job.status.finished:
-        log.info("job %s already %s", job_id, job.status)
+        log.info("job %s already %s", job_id, job.status.value)
         return job.status
     if registry.cancel_requested(job_id):
         return registry.finish_job(job_id, JobStatus.cancelled).status
 
+    token = f"{worker}:{os.getpid()}:{uuid4().hex[:8]}"
+    if not acquire_lease(registry, job_id, token, settings):
+        log.info("job %s is held by %s; leaving it", job_id, registry.lease_holder(job_id))
+        return job.status
+    try:
+        with Heartbeat(registry, job_id, token, worker, settings) as beat:
+            return _run_leased(job_id, settings, registry, beat)
+    finally:
+        registry.release_lease(job_id, token)
+
+
+def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Heartbeat) -> JobStatus:
+    store = ModelStore(settings.model_dir)
     job = registry.update_job(job_id, _start)
     if job.status is not JobStatus.running:
+        log.info("job %s already %s", job_id, job.status.value)
         return job.status
-    log.info("job %s: training %s", job_id, job.params.model_dump_json())
-    registry.truncate_history(job_id, 0)
+    if job.attempts > settings.max_attempts:
+        store.remove_checkpoint(job_id)
+        error = f"worker lost: gave up after {settings.max_attempts} attempts"
+        return registry.finish_job(job_id, JobStatus.failed, error=error).status
+
+    state = store.load_checkpoint(job_id)
+    registry.reset_progress(job_id, state.epoch if state else 0)
+    if state:
+        log.info("job %s: resuming from checkpoint at epoch %d", job_id, state.epoch)
+    log.info("job %s: attempt %d, %s", job_id, job.attempts, job.params.model_dump_json())
+    last_checkpoint = time.monotonic()
 
     def on_epoch(state: training.TrainState, record: EpochRecord) -> None:
+        nonlocal last_checkpoint
         registry.record_epoch(job_id, record)
         log.info(
             "job %s: epoch %d/%d cost %.4f (%.3fs)",
@@ -84,19 +187,30 @@ def run_job(job_id: UUID, settings: Settings, registry: Registry) -> JobStatus:
             record.cost,
             record.seconds,
         )
+        if beat.lost.is_set():
+            raise LeaseLost
         if registry.cancel_requested(job_id):
             raise JobCancelled
+        due = time.monotonic() - last_checkpoint >= settings.checkpoint_seconds
+        if state.epoch < job.params.epochs and (due or beat.stopping.is_set()):
+            store.save_checkpoint(job_id, state)
+            last_checkpoint = time.monotonic()
+        if beat.stopping.is_set():
+            raise WorkerStopping
+
+    def finish(status: JobStatus, **fields: Any) -> JobStatus:
+        store.remove_checkpoint(job_id)
+        return registry.finish_job(job_id, status, **fields).status
 
     try:
         data = training.split(
             job.params,
             load_mnist(settings.mnist_dir, settings.mnist_download, settings.mnist_mirrors),
         )
-        state = training.train(job.params, data, on_epoch=on_epoch)
+        state = training.train(job.params, data, state=state, on_epoch=on_epoch)
         scale = job.params.input_scaling.factor
         train_acc = training.accuracy(state.weights, data.train_x, data.train_y, scale)
         test_acc = training.accuracy(state.weights, data.test_x, data.test_y, scale)
-        store = ModelStore(settings.model_dir)
         meta = {
             "created_at": utcnow().isoformat(),
             "job_id": str(job_id),
@@ -108,17 +222,73 @@ def run_job(job_id: UUID, settings: Settings, registry: Registry) -> JobStatus:
         store.save(job_id, state.weights, meta)
         registry.put_model(model_info(store.load(job_id)))
     except JobCancelled:
-        log.info("job %s cancelled at epoch boundary", job_id)
-        return registry.finish_job(job_id, JobStatus.cancelled).status
+        log.info("job %s cancelled at an epoch boundary", job_id)
+        return finish(JobStatus.cancelled)
+    except WorkerStopping:
+        log.info("job %s: worker stopping, back to the queue", job_id)
+        return registry.update_job(job_id, _requeue(count_attempt=False)).status
+    except LeaseLost:
+        log.warning("job %s: lease lost to another worker, stopping here", job_id)
+        return JobStatus.running
+    except SoftTimeLimitExceeded:
+        log.error("job %s exceeded its time limit", job_id)
+        error = f"time limit exceeded ({settings.job_time_limit_seconds:g} s)"
+        return finish(JobStatus.failed, error=error)
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
-        return registry.finish_job(job_id, JobStatus.failed, error=error).status
+        return finish(JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
     log.info("job %s succeeded: train %.4f test %.4f", job_id, train_acc, test_acc)
-    return registry.finish_job(
-        job_id,
-        JobStatus.succeeded,
-        model_id=job_id,
-        train_accuracy=train_acc,
-        test_accuracy=test_acc,
-    ).status
+    return finish(
+        JobStatus.succeeded, model_id=job_id, train_accuracy=train_acc, test_accuracy=test_acc
+    )
+
+
+def _requeue(count_attempt: bool) -> Callable[[Job], Job | None]:
+    def change(job: Job) -> Job | None:
+        if job.status is not JobStatus.running:
+            return None
+        job.status = JobStatus.queued
+        if not count_attempt:
+            job.attempts -= 1  # a graceful stop is not a failed attempt
+        return job
+
+    return change
+
+
+def _claim_orphan(registry: Registry, job_id: UUID) -> bool:
+    """Move a running job back to queued; true only for the caller whose transaction did it."""
+    requeue = _requeue(count_attempt=True)
+    claimed = False
+
+    def claim(job: Job) -> Job | None:
+        nonlocal claimed  # the transaction may re-run: the last run decides
+        changed = requeue(job)
+        claimed = changed is not None
+        return changed
+
+    registry.update_job(job_id, claim)
+    return claimed
+
+
+def recover_orphans(
+    registry: Registry, settings: Settings, requeue: Callable[[UUID], object]
+) -> list[UUID]:
+    """Re-queue running jobs whose worker died (no lease), or fail them past the cap."""
+    recovered = []
+    for job in registry.active_jobs():
+        if job.status is not JobStatus.running or registry.lease_holder(job.id):
+            continue
+        if job.attempts >= settings.max_attempts:
+            error = f"worker lost: gave up after {job.attempts} attempts"
+            finished = registry.finish_job(
+                job.id, JobStatus.failed, only_from=(JobStatus.running,), error=error
+            )
+            if finished.status is JobStatus.failed:
+                ModelStore(settings.model_dir).remove_checkpoint(job.id)
+                log.warning("job %s: %s", job.id, error)
+            continue
+        if _claim_orphan(registry, job.id):
+            log.warning("job %s: its worker died at epoch %d, re-queueing", job.id, job.epoch)
+            requeue(job.id)
+            recovered.append(job.id)
+    return recovered

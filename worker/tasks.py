@@ -3,8 +3,12 @@
 from functools import lru_cache
 from uuid import UUID
 
+from celery import Task
+from celery.exceptions import Reject
+
 from shared.queue import TRAIN_TASK
 from shared.registry import Registry
+from shared.schemas import JobStatus
 from worker.app import app, settings
 from worker.jobs import run_job
 
@@ -14,7 +18,10 @@ def registry() -> Registry:
     return Registry.from_url(settings.redis_url, settings.key_prefix)
 
 
-@app.task(name=TRAIN_TASK)
-def train(job_id: str) -> str:
+@app.task(name=TRAIN_TASK, bind=True)
+def train(self: Task, job_id: str) -> str:
     """Train the job whose record the API wrote; the outcome goes to that record."""
-    return run_job(UUID(job_id), settings, registry()).value
+    status = run_job(UUID(job_id), settings, registry(), worker=self.request.hostname or "worker")
+    if status is JobStatus.queued:  # warm shutdown: checkpointed, put the message back
+        raise Reject("worker stopping; job checkpointed", requeue=True)
+    return status.value

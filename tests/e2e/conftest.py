@@ -4,6 +4,7 @@
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,11 +60,11 @@ class Stack:
         return worker
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(root: Path, **settings: str) -> Iterator[Stack]:
+    """redis-server, uvicorn and one worker (``--concurrency 1``), with extra settings."""
     with redis_server(root / "redis") as redis_url:
-        env = service_env(redis_url, root / "models")
+        env = service_env(redis_url, root / "models", **settings)
         port = free_port()
         api = start_api(env, root / "api.log", port)
         url = f"http://127.0.0.1:{port}"
@@ -76,3 +77,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 for worker in stack.workers:
                     stop(worker)
                 stop(api)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
