@@ -1,9 +1,10 @@
 """Dependencies the routes declare; the objects live on ``app.state`` (see main.py)."""
 
+import hmac
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, HTTPException, Query, Request
 
 from api.serving import ModelCache
 from shared.config import Settings
@@ -29,6 +30,33 @@ def get_models(request: Request) -> ModelCache:
 
 def get_queue(request: Request) -> Celery:
     return request.app.state.queue
+
+
+def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    x_api_key: Annotated[
+        str | None, Header(description="The API key, if the server has one.")
+    ] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """With ``API_KEY`` set, the caller must present it (compared in constant time)."""
+    if settings.api_key is None:
+        return
+    given = x_api_key
+    if given is None and authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    expected = settings.api_key.get_secret_value().encode()
+    if given is None or not hmac.compare_digest(given.encode(), expected):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_api_key_for_predict(
+    settings: Annotated[Settings, Depends(get_settings)],
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    if settings.protect_predict:
+        require_api_key(settings, x_api_key, authorization)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -6,8 +6,10 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
+from api.limits import BodySizeLimit
 from api.routes import health, jobs, models, predict
 from api.serving import ModelCache
 from shared.config import Settings, get_settings
@@ -38,6 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.registry.rebuild_models(app.state.store)
         except redis.RedisError as exc:
             log.warning("could not rebuild the model registry at start-up: %s", exc)
+        if settings.api_key is None:
+            log.warning("API_KEY is not set: anyone who can reach this API can queue jobs")
+        else:
+            predictions = "too" if settings.protect_predict else "not (PROTECT_PREDICT=false)"
+            log.info("API key required for changes; for predictions %s", predictions)
         yield
         app.state.registry.redis.close()
 
@@ -54,6 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queue = make_celery(settings, main="api")
 
     errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
+        )
     for module in (jobs, predict, models, health):
         app.include_router(module.router)
     return app

@@ -7,7 +7,7 @@ import numpy as np
 
 from shared import mlp
 from shared.schemas import ModelInfo
-from shared.store import LoadedModel, ModelStore
+from shared.store import LoadedModel, ModelFileError, ModelStore
 
 
 class ModelCache:
@@ -18,6 +18,8 @@ class ModelCache:
         self.size = size
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self.refused: dict[str, str] = {}
+        """Models that failed to load, by id, with the reason (shown by /readyz)."""
 
     def get(self, info: ModelInfo) -> LoadedModel:
         key = (str(info.id), info.sha256)
@@ -25,7 +27,12 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        model = self.store.load(info.id, expected_sha256=info.sha256)
+        try:
+            model = self.store.load(info.id, expected_sha256=info.sha256)
+        except ModelFileError as exc:
+            self.refused[str(info.id)] = str(exc)
+            raise
+        self.refused.pop(str(info.id), None)
         model = LoadedModel(
             model.id, model.weights.astype(np.float32), model.meta, model.sha256, model.size_bytes
         )

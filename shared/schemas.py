@@ -227,3 +227,6 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     detail: str | None = None
+    refused_models: dict[str, str] = Field(
+        default_factory=dict, description="Models that failed to load, with the reason."
+    )

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import RegistryDep
+from api.deps import ModelsDep, RegistryDep
 from shared.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -16,11 +16,11 @@ def livez() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-def readyz(registry: RegistryDep) -> Health | JSONResponse:
-    """Redis answers; 503 otherwise."""
+def readyz(registry: RegistryDep, models: ModelsDep) -> Health | JSONResponse:
+    """Redis answers; 503 otherwise. Lists models refused for failing their integrity check."""
     try:
         registry.ping()
     except Exception as exc:
         body = Health(status="unavailable", detail=f"redis: {exc}")
-        return JSONResponse(body.model_dump(), status_code=503)
-    return Health(status="ok")
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return Health(status="ok", refused_models=dict(models.refused))

@@ -1,11 +1,12 @@
 """Training jobs: submit, follow, list, cancel."""
 
+import hashlib
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Response, status
 
-from api.deps import PageDep, QueueDep, RegistryDep
+from api.deps import PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
 from shared.queue import TRAIN_TASK
 from shared.registry import JobNotFound
 from shared.schemas import ErrorBody, Job, JobAccepted, JobList, JobPublic, JobStatus, TrainParams
@@ -19,17 +20,45 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "No job with this id."}}
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses={503: {"model": ErrorBody, "description": "Redis or the broker is unreachable."}},
+    dependencies=[Depends(require_api_key)],
+    responses={
+        401: {"model": ErrorBody, "description": "API_KEY is set and was not given."},
+        409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body."},
+        429: {"model": ErrorBody, "description": "Too many queued jobs."},
+        503: {"model": ErrorBody, "description": "Redis or the broker is unreachable."},
+    },
 )
 def submit_job(
     registry: RegistryDep,
     queue: QueueDep,
+    settings: SettingsDep,
     response: Response,
     params: Annotated[TrainParams | None, Body()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retrying with the same key returns the same job."),
+    ] = None,
 ) -> JobAccepted:
     """Queue a training job; every hyper-parameter is optional (defaults: the book's run)."""
     params = params or TrainParams()
     job = Job(id=uuid4(), params=params, epochs=params.epochs)
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
+        first, first_id = registry.remember_idempotency(idempotency_key, fingerprint, job.id)
+        if first_id != job.id:
+            if first != fingerprint:
+                raise HTTPException(409, "Idempotency-Key already used with a different body")
+            original = registry.get_job(first_id)
+            if original is not None:
+                response.headers["Location"] = f"/jobs/{first_id}"
+                return JobAccepted(id=first_id, status=original.status)
+    queued = sum(j.status is JobStatus.queued for j in registry.active_jobs())
+    if queued >= settings.max_queued_jobs:
+        if idempotency_key is not None:
+            registry.forget_idempotency(idempotency_key)
+        raise HTTPException(
+            429, f"{queued} jobs are queued already; try later", headers={"Retry-After": "30"}
+        )
     registry.create_job(job)
     try:
         queue.send_task(TRAIN_TASK, args=[str(job.id)], task_id=str(job.id))
@@ -60,7 +89,12 @@ def get_job(job_id: UUID, registry: RegistryDep) -> JobPublic:
     "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Job,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job already ended."}},
+    dependencies=[Depends(require_api_key)],
+    responses={
+        **NOT_FOUND,
+        401: {"model": ErrorBody, "description": "API_KEY is set and was not given."},
+        409: {"model": ErrorBody, "description": "The job already ended."},
+    },
 )
 def cancel_job(job_id: UUID, registry: RegistryDep) -> Job:
     """A queued job never runs; a running one stops at its next epoch boundary."""

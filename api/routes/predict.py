@@ -1,13 +1,13 @@
 """Classify 0..255 pixel images with a trained model."""
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 
-from api.deps import ModelsDep, RegistryDep
+from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
 from api.serving import predict
 from shared.schemas import BatchPrediction, ErrorBody, Prediction, PredictRequest
 from shared.store import ModelFileError
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
 
 
 @router.post(

@@ -155,10 +155,12 @@ def test_corrupted_model_is_refused_others_keep_serving(
     response = client.post("/predict", json={"pixels": [0] * 784})
     assert response.status_code == 503
     assert "integrity check failed" in response.json()["detail"]
+    ready = client.get("/readyz").json()
+    assert "integrity check failed" in ready["refused_models"][str(trained)]
 
 
 def test_health(client: TestClient) -> None:
-    assert client.get("/livez").json() == {"status": "ok", "detail": None}
+    assert client.get("/livez").json()["status"] == "ok"
     assert client.get("/readyz").status_code == 200
 
 
