@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.limits import BodySizeLimit
-from api.routes import health, jobs, models, predict
+from api.routes import events, health, jobs, models, predict
 from api.serving import ModelCache
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, predict, models, health):
+    for module in (jobs, events, predict, models, health):
         app.include_router(module.router)
     return app
 

@@ -1,0 +1,134 @@
+"""``GET /jobs/{id}/events``: a job's progress as Server-Sent Events.
+
+The worker writes the job record and one history row per epoch to Redis
+(shared/registry.py); this stream polls them at a short interval and sends
+
+- ``status``: the job record (no history) first and whenever its status changes;
+- ``epoch``: one per finished epoch, a history row plus ``epochs`` (the total),
+  with the epoch number as the event ``id``;
+- ``end``: the final job record once it succeeded, failed or was cancelled;
+  then the stream closes.
+
+A job that already ended replays its history and then ``end``. A client that
+reconnects with ``Last-Event-ID: N`` gets epochs after N only. Redis is read
+with the sync client in a worker thread (``asyncio.to_thread``), so the event
+loop never blocks; sse-starlette cancels the generator when the client goes.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+import redis
+from fastapi import APIRouter, Header, HTTPException
+from sse_starlette import EventSourceResponse
+
+from api.deps import RegistryDep
+from shared.registry import Registry
+from shared.schemas import EpochRecord, ErrorBody, Job
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+POLL_SECONDS = 0.2
+"""How often a stream reads the job record while the job is queued or running."""
+PING_SECONDS = 15
+"""Comment lines that keep idle connections (proxies, load balancers) open."""
+
+EXAMPLE = """event: status
+data: {"id": "…", "status": "running", "epoch": 0, "epochs": 3, …}
+
+id: 1
+event: epoch
+data: {"epoch": 1, "cost": 0.93, "seconds": 0.05, "eta": 0.01, "val_accuracy": null, "epochs": 3}
+
+event: end
+data: {"id": "…", "status": "succeeded", "model_id": "…", "test_accuracy": 0.71, …}
+"""
+
+
+def read_progress(
+    registry: Registry, job_id: UUID, after: int
+) -> tuple[Job | None, list[EpochRecord]]:
+    """The job record and its history rows after epoch ``after``, read atomically.
+
+    Row ``i`` of ``job:<id>:history`` is epoch ``i + 1`` (the registry trims rows
+    before it pushes one), so the rows after epoch ``after`` start at index ``after``.
+    """
+    key = f"{registry.prefix}job:{job_id}"
+    with registry.redis.pipeline(transaction=True) as pipe:
+        pipe.get(key)
+        pipe.lrange(f"{key}:history", after, -1)
+        raw, rows = pipe.execute()
+    if not raw:
+        return None, []
+    return Job.model_validate_json(raw), [EpochRecord.model_validate_json(row) for row in rows]
+
+
+def _job_event(event: str, job: Job) -> dict[str, str]:
+    return {"event": event, "data": job.model_dump_json()}
+
+
+async def job_events(
+    registry: Registry, job_id: UUID, after: int = 0, poll: float = POLL_SECONDS
+) -> AsyncIterator[dict[str, str]]:
+    """Events of one job until it ends (see the module docstring)."""
+    sent, status = after, None
+    while True:
+        try:
+            job, rows = await asyncio.to_thread(read_progress, registry, job_id, sent)
+        except redis.RedisError as exc:
+            log.warning("events of job %s: redis error: %s", job_id, exc)
+            detail = "the job store (Redis) is unavailable; reconnect to resume"
+            yield {"event": "error", "data": json.dumps({"detail": detail})}
+            return
+        if job is None:
+            yield {"event": "error", "data": json.dumps({"detail": f"job {job_id} is gone"})}
+            return
+        if job.status != status:
+            status = job.status
+            if not status.finished:
+                yield _job_event("status", job)
+        for row in rows:
+            if row.epoch > sent:  # rows a resumed run re-trains were already sent
+                sent = row.epoch
+                data: dict[str, Any] = {**row.model_dump(mode="json"), "epochs": job.epochs}
+                yield {"event": "epoch", "id": str(row.epoch), "data": json.dumps(data)}
+        if job.status.finished:
+            yield _job_event("end", job)
+            return
+        await asyncio.sleep(poll)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "An event stream: `status`, one `epoch` per finished epoch, `end`.",
+            "content": {"text/event-stream": {"example": EXAMPLE}},
+        },
+        404: {"model": ErrorBody, "description": "No job with this id."},
+    },
+)
+async def stream_job_events(
+    job_id: UUID,
+    registry: RegistryDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume after this epoch (browsers send it when they reconnect)."),
+    ] = None,
+) -> EventSourceResponse:
+    """Follow a job live: each finished epoch's history row, then the final state.
+
+    Works for a job that already ended too (its history, then ``end``).
+    """
+    job, _ = await asyncio.to_thread(read_progress, registry, job_id, 0)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return EventSourceResponse(job_events(registry, job_id, after), ping=PING_SECONDS)
