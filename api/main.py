@@ -8,7 +8,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import errors, metrics
 from api.limits import BodySizeLimit
 from api.routes import events, health, jobs, models, predict
 from api.serving import ModelCache
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     for module in (jobs, events, predict, models, health):
         app.include_router(module.router)
+    metrics.install(app)  # last: its middleware is the outermost, so it sees every request
     return app
 
 

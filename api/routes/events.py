@@ -26,6 +26,7 @@ import redis
 from fastapi import APIRouter, Header, HTTPException
 from sse_starlette import EventSourceResponse
 
+from api import metrics
 from api.deps import RegistryDep
 from shared.registry import Registry
 from shared.schemas import EpochRecord, ErrorBody, Job
@@ -131,4 +132,21 @@ async def stream_job_events(
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return EventSourceResponse(job_events(registry, job_id, after), ping=PING_SECONDS)
+    stream = _counted(job_events(registry, job_id, after), metrics.current())
+    return EventSourceResponse(stream, ping=PING_SECONDS)
+
+
+async def _counted(
+    events: AsyncIterator[dict[str, str]], app_metrics: metrics.Metrics | None
+) -> AsyncIterator[dict[str, str]]:
+    """The stream, counted in ``mnist_event_streams`` while it is open."""
+    if app_metrics is None:
+        async for event in events:
+            yield event
+        return
+    app_metrics.event_streams.inc()
+    try:
+        async for event in events:
+            yield event
+    finally:
+        app_metrics.event_streams.dec()

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Depends, HTTPException
 
 from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
+from api.metrics import count_predictions
 from api.serving import predict
 from shared.schemas import BatchPrediction, ErrorBody, Prediction, PredictRequest
 from shared.store import ModelFileError
@@ -35,6 +36,7 @@ def predict_digits(
     images = [request.pixels] if request.pixels is not None else request.images or []
     probabilities = predict(model, images)
     labels = probabilities.argmax(axis=1).tolist()
+    count_predictions(len(labels), "/predict")
     if request.pixels is not None:
         return Prediction(
             label=labels[0], probabilities=probabilities[0].tolist(), model_id=model_id

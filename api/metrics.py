@@ -1,0 +1,287 @@
+"""``GET /metrics``: Prometheus text format (prometheus-client).
+
+Two kinds of numbers:
+
+- **This API process** (in-process counters; with several uvicorn workers, each
+  has its own, as usual with Prometheus and one target per process):
+  ``mnist_http_requests_total`` and ``mnist_http_request_duration_seconds`` per
+  method and route *template* (``/jobs/{job_id}``, never a raw path; unmatched
+  paths are ``<unmatched>``), ``mnist_predictions_total`` (images classified, per
+  endpoint), ``mnist_event_streams`` (open ``/jobs/{id}/events`` streams), and the
+  standard ``process_*`` metrics.
+- **The whole service**, read from Redis at scrape time by :class:`JobsCollector`,
+  so every API process reports the same values and the worker's training reaches
+  Prometheus without a pushgateway: ``mnist_jobs{status}``, ``mnist_queue_depth``
+  (messages waiting in the Celery queue), ``mnist_training_epochs_total`` and the
+  histogram ``mnist_epoch_duration_seconds`` (from the history rows the worker
+  writes after every epoch), ``mnist_models``, and ``mnist_redis_up``.
+
+Finished jobs never change, so the collector caches what it derived from them and
+reads only new and active jobs at each scrape.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.queue import QUEUE
+from shared.registry import Registry
+from shared.schemas import EpochRecord, Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+EPOCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds (seconds) of the epoch-duration histogram: tiny test runs to the
+full training set with a wide hidden layer."""
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""Kombu's Redis transport keeps one list per priority step (``<queue>\\x06\\x16<n>``)."""
+UNMATCHED = "<unmatched>"
+
+_current: ContextVar["Metrics | None"] = ContextVar("mnist_metrics", default=None)
+
+
+@dataclass
+class _JobFacts:
+    """What one job contributed: its status, epochs done and epoch-duration histogram."""
+
+    status: JobStatus
+    rows: int = 0
+    buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(EPOCH_BUCKETS) + 1))
+    seconds: float = 0.0
+
+    def add(self, rows: Iterable[EpochRecord]) -> None:
+        for row in rows:
+            self.buckets[np.searchsorted(EPOCH_BUCKETS, row.seconds)] += 1
+            self.seconds += row.seconds
+            self.rows += 1
+
+
+class JobsCollector:
+    """Service-wide numbers from the job records and history in Redis, per scrape."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._facts: dict[str, _JobFacts] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check at registration; names are unique in this module
+
+    def _key(self, *parts: object) -> str:
+        return self.registry.prefix + ":".join(str(p) for p in parts)
+
+    def _refresh(self) -> None:
+        """Bring the per-job facts up to date with Redis."""
+        client = self.registry.redis
+        ids = client.zrange(self._key("jobs"), 0, -1)
+        present = set(ids)
+        for gone in set(self._facts) - present:  # Redis lost or expired them
+            del self._facts[gone]
+        todo = [i for i in ids if i not in self._facts or not self._facts[i].status.finished]
+        for start in range(0, len(todo), 200):
+            chunk = todo[start : start + 200]
+            with client.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    facts = self._facts.get(job_id)
+                    pipe.get(self._key("job", job_id))
+                    pipe.lrange(self._key("job", job_id, "history"), facts.rows if facts else 0, -1)
+                replies = pipe.execute()
+            for job_id, raw, rows in zip(chunk, replies[::2], replies[1::2], strict=True):
+                if not raw:
+                    self._facts.pop(job_id, None)
+                    continue
+                job = Job.model_validate_json(raw)
+                facts = self._facts.get(job_id)
+                if facts is None:
+                    facts = _JobFacts(job.status)
+                elif job.epoch < facts.rows:  # a resumed run cut its history back: recount
+                    facts = _JobFacts(job.status)
+                    rows = client.lrange(self._key("job", job_id, "history"), 0, -1)
+                facts.status = job.status
+                facts.add(EpochRecord.model_validate_json(row) for row in rows)
+                self._facts[job_id] = facts
+
+    def _queue_depth(self) -> int:
+        base = self._key("celery", QUEUE)
+        names = [base if step == 0 else f"{base}\x06\x16{step}" for step in PRIORITY_STEPS]
+        with self.registry.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(name)
+            return sum(pipe.execute())
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("mnist_redis_up", "1 if Redis answered this scrape, else 0.")
+        try:
+            with self._lock:
+                self._refresh()
+                facts = list(self._facts.values())
+            depth = self._queue_depth()
+            models = self.registry.redis.zcard(self._key("models"))
+        except redis.RedisError as exc:
+            log.warning("metrics: redis unavailable: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        jobs = GaugeMetricFamily(
+            "mnist_jobs", "Training jobs in Redis by status.", labels=["status"]
+        )
+        for status in JobStatus:
+            jobs.add_metric([status.value], sum(f.status is status for f in facts))
+        yield jobs
+        yield GaugeMetricFamily(
+            "mnist_queue_depth", "Messages waiting in the Celery training queue.", value=depth
+        )
+        yield GaugeMetricFamily("mnist_models", "Models in the registry.", value=models)
+        yield CounterMetricFamily(
+            "mnist_training_epochs",
+            "Epochs trained, summed over the jobs in Redis (from their history rows).",
+            value=sum(f.rows for f in facts),
+        )
+        counts = sum((f.buckets for f in facts), np.zeros(len(EPOCH_BUCKETS) + 1))
+        cumulative = np.cumsum(counts)
+        bounds = [*(floatToGoString(b) for b in EPOCH_BUCKETS), "+Inf"]
+        yield HistogramMetricFamily(
+            "mnist_epoch_duration_seconds",
+            "Wall time of one training epoch, from the jobs' history rows.",
+            buckets=[(b, float(c)) for b, c in zip(bounds, cumulative, strict=True)],
+            sum_value=sum(f.seconds for f in facts),
+        )
+
+
+class Metrics:
+    """The metrics of one app (its own registry, so several apps can live in a process)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mnist_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mnist_http_request_duration_seconds",
+            "Time to the end of the response, by method and route template.",
+            ["method", "route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "mnist_predictions",
+            "Images classified, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.event_streams = Gauge(
+            "mnist_event_streams", "Open /jobs/{id}/events streams.", registry=self.registry
+        )
+        for endpoint in ("/predict", "/predict/image"):
+            self.predictions.labels(endpoint)  # present (0) before the first prediction
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(JobsCollector(registry))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, a mount's prefix, or ``<unmatched>``."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return path
+    mount = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return f"{mount}/{{path}}" if mount else UNMATCHED
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (pure ASGI, so streamed
+    responses pass straight through)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = _current.set(self.metrics)
+        status = 500
+        start = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            _current.reset(token)
+            route = route_template(scope)
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+
+
+def count_predictions(n: int, endpoint: str) -> None:
+    """Called by the predict routes; a no-op outside a request of an app with metrics."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.predictions.labels(endpoint).inc(n)
+
+
+def current() -> "Metrics | None":
+    """The metrics of the app serving the current request."""
+    return _current.get()
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests and latency per route, jobs by status, queue depth,
+    epochs trained and seconds per epoch (from the worker's records), predictions."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: FastAPI) -> None:
+    """Metrics for ``app``: ``app.state.metrics``, the middleware and ``GET /metrics``."""
+    app.state.metrics = Metrics(app.state.registry)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(router)

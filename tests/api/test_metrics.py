@@ -1,0 +1,109 @@
+"""The metrics collector over a real Redis, and route labels in-process."""
+
+import uuid
+
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.metrics import EPOCH_BUCKETS, JobsCollector
+from shared.registry import Registry
+from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from tests.procs import free_port
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _scrape(registry: Registry, collector: JobsCollector | None = None) -> dict:
+    prometheus = CollectorRegistry()
+    prometheus.register(collector or JobsCollector(registry))
+    return _samples(generate_latest(prometheus).decode())
+
+
+def _job(registry: Registry, epochs: int, seconds: list[float]) -> uuid.UUID:
+    job = Job(id=uuid.uuid4(), params=TrainParams(epochs=epochs), epochs=epochs)
+    registry.create_job(job)
+    registry.update_job(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
+    for epoch, s in enumerate(seconds, 1):
+        registry.record_epoch(job.id, EpochRecord(epoch=epoch, cost=1.0, seconds=s, eta=0.1))
+    return job.id
+
+
+def test_jobs_epochs_and_epoch_seconds_from_redis(registry: Registry) -> None:
+    collector = JobsCollector(registry)
+    done = _job(registry, 3, [0.004, 0.02, 0.3])
+    registry.finish_job(done, JobStatus.succeeded)
+    running = _job(registry, 10, [0.02, 0.02])
+    registry.create_job(Job(id=uuid.uuid4(), params=TrainParams(), epochs=1000))
+
+    samples = _scrape(registry, collector)
+    assert samples[("mnist_redis_up", ())] == 1
+    status = {s.value: samples[("mnist_jobs", (("status", s.value),))] for s in JobStatus}
+    assert status == {"queued": 1, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert samples[("mnist_training_epochs_total", ())] == 5
+    assert samples[("mnist_epoch_duration_seconds_count", ())] == 5
+    assert abs(samples[("mnist_epoch_duration_seconds_sum", ())] - 0.364) < 1e-9
+    assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "0.005"),))] == 1
+    assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "0.025"),))] == 4
+    assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "0.5"),))] == 5
+    assert (
+        len([k for k in samples if k[0] == "mnist_epoch_duration_seconds_bucket"])
+        == len(EPOCH_BUCKETS) + 1
+    )
+
+    # the running job trains on, then a resumed run rewinds its history to epoch 1
+    registry.record_epoch(running, EpochRecord(epoch=3, cost=1.0, seconds=0.02, eta=0.1))
+    assert _scrape(registry, collector)[("mnist_training_epochs_total", ())] == 6
+    registry.reset_progress(running, 1)
+    registry.record_epoch(running, EpochRecord(epoch=2, cost=1.0, seconds=1.5, eta=0.1))
+    samples = _scrape(registry, collector)
+    assert samples[("mnist_training_epochs_total", ())] == 5
+    assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "1.0"),))] == 4
+    assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "2.5"),))] == 5
+
+    # jobs that leave Redis leave the numbers; a fresh collector agrees with the cached one
+    registry.redis.delete(f"{registry.prefix}job:{done}")
+    registry.redis.zrem(f"{registry.prefix}jobs", str(done))
+    cached, fresh = _scrape(registry, collector), _scrape(registry)
+    assert cached[("mnist_training_epochs_total", ())] == 2
+    assert cached == fresh
+
+
+def test_queue_depth_counts_every_priority_list(registry: Registry) -> None:
+    base = f"{registry.prefix}celery:training"
+    registry.redis.rpush(base, "a", "b")
+    registry.redis.rpush(f"{base}\x06\x163", "c")
+    assert _scrape(registry)[("mnist_queue_depth", ())] == 3
+
+
+def test_redis_down_is_a_metric_not_an_error() -> None:
+    gone = Registry.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    samples = _scrape(gone)
+    assert samples == {("mnist_redis_up", ()): 0}
+
+
+def test_requests_are_labelled_by_route_template(client: TestClient) -> None:
+    job_id = uuid.uuid4()
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    assert client.get(f"/models/{uuid.uuid4()}").status_code == 404
+    assert client.get("/etc/passwd").status_code == 404
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = _samples(response.text)
+
+    def requests(route: str, status: str) -> float:
+        key = (("method", "GET"), ("route", route), ("status", status))
+        return samples.get(("mnist_http_requests_total", key), 0)
+
+    assert requests("/jobs/{job_id}", "404") == 1
+    assert requests("/models/{model_id}", "404") == 1
+    assert requests("<unmatched>", "404") == 1
+    assert not any(str(job_id) in str(labels) or "passwd" in str(labels) for _, labels in samples)
+    assert ("process_resident_memory_bytes", ()) in samples
+    assert samples[("mnist_predictions_total", (("endpoint", "/predict"),))] == 0
