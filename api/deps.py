@@ -71,7 +71,7 @@ class Page:
 
     def __init__(
         self,
-        offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+        offset: Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")] = 0,
         limit: Annotated[int, Query(ge=1, le=100, description="Items to return.")] = 20,
     ) -> None:
         self.offset, self.limit = offset, limit

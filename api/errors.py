@@ -12,6 +12,17 @@ from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not decodable (e.g. invalid UTF-8)."},
+    413: {"description": "The body is larger than MAX_BODY_BYTES."},
+}
+"""Documented on every route that reads a JSON body."""
+
+REDIS_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Redis is unreachable; retry after the Retry-After header's seconds."}
+}
+"""Documented on every router that reads or writes Redis."""
+
 MAX_ECHO = 200
 """Longest ``input`` echoed back in a validation error, in characters."""
 

@@ -7,11 +7,12 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Response, status
 
 from api.deps import PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
+from api.errors import BODY_ERRORS, REDIS_DOWN
 from shared.queue import TRAIN_TASK
 from shared.registry import JobNotFound
 from shared.schemas import ErrorBody, Job, JobAccepted, JobList, JobPublic, JobStatus, TrainParams
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=REDIS_DOWN)
 
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No job with this id."}}
 
@@ -22,6 +23,7 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "No job with this id."}}
     response_model=JobAccepted,
     dependencies=[Depends(require_api_key)],
     responses={
+        **BODY_ERRORS,
         401: {"model": ErrorBody, "description": "API_KEY is set and was not given."},
         409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body."},
         429: {"model": ErrorBody, "description": "Too many queued jobs."},

@@ -5,9 +5,10 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException
 
 from api.deps import PageDep, RegistryDep
+from api.errors import REDIS_DOWN
 from shared.schemas import ErrorBody, ModelInfo, ModelList
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=REDIS_DOWN)
 
 
 @router.get("", response_model=ModelList)

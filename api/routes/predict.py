@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Depends, HTTPException
 
 from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
+from api.errors import BODY_ERRORS
 from api.metrics import count_predictions
 from api.serving import predict
 from shared.schemas import BatchPrediction, ErrorBody, Prediction, PredictRequest
@@ -15,6 +16,7 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_p
     "/predict",
     response_model=Prediction | BatchPrediction,
     responses={
+        **BODY_ERRORS,
         404: {"model": ErrorBody, "description": "No model with the given id."},
         503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
     },
