@@ -251,6 +251,9 @@ class Registry:
         raws = self.redis.mget([self._key("model", i) for i in ids]) if ids else []
         return [ModelInfo.model_validate_json(raw) for raw in raws if raw], int(total)
 
+    def has_models(self) -> bool:
+        return bool(self.redis.exists(self._key("models")))
+
     def latest_model_id(self) -> UUID | None:
         newest = self.redis.zrevrange(self._key("models"), 0, 0)
         return UUID(newest[0]) if newest else None

@@ -44,13 +44,11 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15)
             proc.wait(5)
 
 
-@contextmanager
-def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
-    """A private redis-server on a free loopback port; yields its URL."""
+def start_redis(workdir: Path, port: int) -> subprocess.Popen:
+    """A private redis-server on loopback, keeping nothing on disk; returns once it answers."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: apt-get install redis-server")
-    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
@@ -68,8 +66,16 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
     )
+    wait_until(lambda: _connects(port), 10, f"redis-server on {port}")
+    return proc
+
+
+@contextmanager
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """A private redis-server on a free loopback port; yields its URL."""
+    port = port or free_port()
+    proc = start_redis(workdir, port)
     try:
-        wait_until(lambda: _connects(port), 10, f"redis-server on {port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop(proc)

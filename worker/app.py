@@ -13,6 +13,7 @@ from shared.config import get_settings
 from shared.logs import configure_logging
 from shared.queue import TRAIN_TASK, make_celery
 from shared.registry import Registry
+from shared.store import ModelStore
 
 settings = get_settings()
 app = make_celery(settings, main="worker")
@@ -38,15 +39,19 @@ def _requeue(job_id: UUID) -> None:
 
 
 def _recovery_loop() -> None:
-    """Every worker looks for jobs whose process died; see worker/jobs.py."""
+    """Every worker looks for jobs whose process died (worker/jobs.py), and re-creates
+    the model registry from MODEL_DIR if Redis lost it."""
     from worker.jobs import recover_orphans
 
     registry = _registry()
+    store = ModelStore(settings.model_dir)
     while True:
         try:
             recover_orphans(registry, settings, _requeue)
+            if not registry.has_models():
+                registry.rebuild_models(store)
         except Exception as exc:
-            log.warning("orphan recovery pass failed: %s", exc)
+            log.warning("recovery pass failed: %s", exc)
         if _stop_recovery.wait(settings.recovery_interval_seconds):
             return
 
