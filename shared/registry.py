@@ -20,6 +20,7 @@ at start-up), so a Redis that lost its data serves the same models again.
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import cast
 from uuid import UUID
 
 import redis
@@ -134,7 +135,12 @@ class Registry:
                 return changed
             return job
 
-        return self.redis.transaction(transaction, key, value_from_callable=True)
+        result = self.redis.transaction(
+            transaction,  # type: ignore[arg-type]  # redis-py types the callable as -> None
+            key,
+            value_from_callable=True,
+        )
+        return cast(Job, result)
 
     def record_epoch(self, job_id: UUID, record: EpochRecord) -> None:
         """Store one epoch's row; rows after it (from a run that was cut short) are dropped."""
@@ -205,7 +211,7 @@ class Registry:
         self.redis.eval(_RELEASE, 1, self._key("job", job_id, "lease"), token)
 
     def lease_holder(self, job_id: UUID) -> str | None:
-        return self.redis.get(self._key("job", job_id, "lease"))
+        return cast(str | None, self.redis.get(self._key("job", job_id, "lease")))
 
     # workers announce a warm shutdown so their jobs checkpoint and go back to the queue
 
@@ -226,7 +232,7 @@ class Registry:
         name = self._key("idempotency", hashlib.sha256(key.encode()).hexdigest())
         value = f"{fingerprint} {job_id}"
         if not self.redis.set(name, value, nx=True, ex=IDEMPOTENCY_SECONDS):
-            value = self.redis.get(name) or value
+            value = cast(str | None, self.redis.get(name)) or value
         first_fingerprint, first_id = value.split()
         return first_fingerprint, UUID(first_id)
 
@@ -255,7 +261,7 @@ class Registry:
         return bool(self.redis.exists(self._key("models")))
 
     def latest_model_id(self) -> UUID | None:
-        newest = self.redis.zrevrange(self._key("models"), 0, 0)
+        newest = cast(list[str], self.redis.zrevrange(self._key("models"), 0, 0))
         return UUID(newest[0]) if newest else None
 
     def rebuild_models(self, store: ModelStore) -> int:

@@ -1,7 +1,7 @@
 """Training jobs: submit, follow, list, cancel."""
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Response, status
@@ -14,7 +14,9 @@ from shared.schemas import ErrorBody, Job, JobAccepted, JobList, JobPublic, JobS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=REDIS_DOWN)
 
-NOT_FOUND = {404: {"model": ErrorBody, "description": "No job with this id."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No job with this id."}
+}
 
 
 @router.post(
