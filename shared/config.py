@@ -7,7 +7,7 @@ this class; keep them together.
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         1, ge=1, description="Training processes per worker container (Celery --concurrency)."
     )
     log_level: str = Field("INFO", description="Log level of api and worker.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="JSON lines (with job_id on a job's lines) or plain text."
+    )
 
     # Reliability: see README "Failure modes".
     lease_seconds: float = Field(

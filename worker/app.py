@@ -58,7 +58,7 @@ def _recovery_loop() -> None:
 
 @worker_init.connect
 def _on_worker_start(**_: Any) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from worker.jobs import prepare_storage
 
     prepare_storage(settings)
@@ -86,6 +86,6 @@ def _on_worker_stopping(sender: str | None = None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _on_process_start(**_: Any) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     threadpool_limits(limits=blas_threads(), user_api="blas")
     log.info("training process ready, %d BLAS thread(s)", blas_threads())

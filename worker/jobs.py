@@ -31,6 +31,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import mnist, training
 from shared.config import Settings
+from shared.logs import job_context
 from shared.registry import Registry, model_info
 from shared.schemas import EpochRecord, Job, JobStatus, utcnow
 from shared.store import ModelStore
@@ -136,7 +137,13 @@ def run_job(
     """Train one job to its end; every outcome is written to the job record.
 
     Returns the job's status; ``queued`` means "put the message back" (warm shutdown).
+    Every line logged meanwhile carries the job id.
     """
+    with job_context(job_id):
+        return _run_job(job_id, settings, registry, worker)
+
+
+def _run_job(job_id: UUID, settings: Settings, registry: Registry, worker: str) -> JobStatus:
     job = registry.get_job(job_id)
     if job is None:
         log.warning("job %s has no record, dropping it", job_id)
