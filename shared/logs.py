@@ -2,6 +2,7 @@
 every line logged while a job runs."""
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -44,7 +45,9 @@ def configure_logging(level: str, fmt: str = "json") -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_mnist", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler()
+    # sys.__stderr__, not sys.stderr: Celery's pool processes replace sys.stderr with a
+    # proxy that logs, and a handler writing to it would swallow every line.
+    handler = logging.StreamHandler(sys.__stderr__)
     as_json = fmt == "json"
     handler.setFormatter(
         JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "asctime": "time"})
