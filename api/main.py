@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics
 from api.limits import BodySizeLimit
-from api.routes import events, health, jobs, models, predict
+from api.routes import events, health, images, jobs, models, predict
 from api.serving import ModelCache
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
@@ -31,7 +31,7 @@ Train the NumPy multi-layer perceptron of Raschka's *Python Machine Learning*
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, predict, models, health):
+    for module in (jobs, events, predict, images, models, health):
         app.include_router(module.router)
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
     return app

@@ -1,0 +1,84 @@
+"""``POST /predict/image``: classify an uploaded picture of a digit."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from pydantic import BaseModel, Field
+
+from api import imaging
+from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
+from api.metrics import count_predictions
+from api.serving import predict
+from shared.schemas import ErrorBody, Prediction
+from shared.store import ModelFileError
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
+
+
+class ValidationErrors(BaseModel):
+    detail: list[dict[str, Any]]
+
+
+class ImagePrediction(Prediction):
+    pixels: list[list[int]] = Field(
+        description="The 28x28 image (0..255, light ink on black) the model classified."
+    )
+
+
+@router.post(
+    "/predict/image",
+    response_model=ImagePrediction,
+    responses={
+        400: {"description": "The body is not decodable multipart data."},
+        404: {"model": ErrorBody, "description": "No model with the given id."},
+        413: {
+            "model": ErrorBody,
+            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes "
+            f"or {imaging.MAX_IMAGE_PIXELS} pixels.",
+        },
+        415: {"model": ErrorBody, "description": "Not an image file Pillow can read."},
+        422: {
+            "model": ErrorBody | ValidationErrors,
+            "description": "An empty file or no digit in the image (a message), "
+            "or a missing or invalid form field (a list, as for every 422).",
+        },
+        503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
+    },
+)
+def predict_image(
+    registry: RegistryDep,
+    models: ModelsDep,
+    file: Annotated[UploadFile, File(description="A PNG, JPEG, ... picture of one digit.")],
+    model_id: Annotated[UUID | None, Form(description="Default: the newest model.")] = None,
+) -> ImagePrediction:
+    """Classify a picture of one handwritten digit, any size, either polarity.
+
+    The picture goes through MNIST's own preparation: grey levels, dark-on-light
+    inverted to light-on-dark, cropped to the digit, scaled to fit 20x20 keeping its
+    aspect ratio, centred by centre of mass in 28x28. The answer is that of
+    ``/predict`` plus the 28x28 ``pixels`` the model saw.
+    """
+    data = file.file.read(imaging.MAX_IMAGE_BYTES + 1)
+    try:
+        pixels = imaging.image_to_mnist(data)
+    except imaging.ImageError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    model_id = model_id or registry.latest_model_id()
+    if model_id is None:
+        raise HTTPException(503, "no trained model yet: train one with POST /jobs")
+    info = registry.get_model(model_id)
+    if info is None:
+        raise HTTPException(404, f"model {model_id} not found")
+    try:
+        model = models.get(info)
+    except ModelFileError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    probabilities = predict(model, [pixels.ravel().tolist()])[0]
+    count_predictions(1, "/predict/image")
+    return ImagePrediction(
+        label=int(probabilities.argmax()),
+        probabilities=probabilities.tolist(),
+        model_id=model_id,
+        pixels=pixels.tolist(),
+    )
