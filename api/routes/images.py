@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from api import imaging
 from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
 from api.metrics import count_predictions
+from api.routes.predict import serving_model
 from api.serving import predict
 from shared.schemas import ErrorBody, Prediction
-from shared.store import ModelFileError
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
 
@@ -64,21 +64,12 @@ def predict_image(
         pixels = imaging.image_to_mnist(data)
     except imaging.ImageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    model_id = model_id or registry.latest_model_id()
-    if model_id is None:
-        raise HTTPException(503, "no trained model yet: train one with POST /jobs")
-    info = registry.get_model(model_id)
-    if info is None:
-        raise HTTPException(404, f"model {model_id} not found")
-    try:
-        model = models.get(info)
-    except ModelFileError as exc:
-        raise HTTPException(503, str(exc)) from exc
+    model = serving_model(model_id, registry, models)
     probabilities = predict(model, [pixels.ravel().tolist()])[0]
     count_predictions(1, "/predict/image")
     return ImagePrediction(
         label=int(probabilities.argmax()),
         probabilities=probabilities.tolist(),
-        model_id=model_id,
+        model_id=model.id,
         pixels=pixels.tolist(),
     )
