@@ -31,6 +31,7 @@ from tests.compose.engine import (
     Compose,
     Engine,
     compose_command,
+    docker,
     docker_engine,
     ensure_base_images,
     extra_ca_certificates,
@@ -321,6 +322,10 @@ def test_stack_is_built_as_documented(stack: Stack) -> None:
 
     assert stack.wait_health("redis") == "healthy"
     assert stack.wait_health("api") == "healthy"
+    # The worker's check runs once a minute: run its command now, as Docker would.
+    test = inspect(stack.engine, worker)["Config"]["Healthcheck"]["Test"]
+    assert test[0] == "CMD-SHELL"
+    docker(stack.engine, "exec", worker, "sh", "-c", test[1], timeout=60)
 
 
 def test_job_survives_a_worker_restart(stack: Stack) -> None:

@@ -79,6 +79,7 @@ def test_redis_is_durable_private_and_password_protected(config: dict) -> None:
 def test_healthchecks_conditions_and_lifecycle(config: dict) -> None:
     services = config["services"]
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "inspect ping" in " ".join(services["worker"]["healthcheck"]["test"])
     for name in ("api", "worker"):
         assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
     for name, service in services.items():
