@@ -159,7 +159,10 @@ def docker_engine() -> Iterator[Engine]:
         unavailable("no Docker engine answers and starting dockerd needs root")
     root = Path(tempfile.mkdtemp(prefix="mnist-dockerd-"))  # short: socket paths are limited
     try:
-        engine = _start_dockerd(root)
+        try:
+            engine = _start_dockerd(root)
+        except RuntimeError as exc:
+            unavailable(str(exc))
         try:
             yield engine
         finally:

@@ -1,10 +1,10 @@
 """``docker compose up`` for real: the stack users run is the stack CI runs (issue 6).
 
 The real ``docker-compose.yml`` (less the API's published port, meaningless with host
-networking) plus a test override (host networking on every
-service, free loopback ports for Redis and the API, a temporary models folder behind
-the ``models`` volume, MNIST from ``MNIST_DIR`` mounted read-only, no download), built
-and started with ``up -d --build``. Through 127.0.0.1 only: train, predict a real MNIST
+networking) plus a test override (host networking on every service, free loopback
+ports for Redis and the API, a temporary models folder behind the ``models`` volume,
+MNIST from ``MNIST_DIR`` mounted read-only, no download), built and started with
+``up -d --build``. Through 127.0.0.1 only: train, predict a real MNIST
 test image, restart the worker mid-job and see the job finish, ``down``, find the
 model files in the volume, ``up`` again and predict with them. Starts its own dockerd
 when no engine answers (see tests/compose/engine.py); skips without Docker, fails
@@ -218,7 +218,9 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     except PermissionError:
         models_dir.chmod(0o777)
     redis_port, api_port = free_port(), free_port()
-    while api_port == redis_port:
+    for _ in range(10):
+        if api_port != redis_port:
+            break
         api_port = free_port()
     password = secrets.token_hex(16)
     env_file = root / "compose.env"
