@@ -79,14 +79,14 @@ def decode(data: bytes) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(
                     f"image of {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels"
                 )
-            image.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced size
-            image = ImageOps.exif_transpose(image)
+            opened.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced size
+            image = ImageOps.exif_transpose(opened)
             image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
             has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
             image = image.convert("LA" if has_alpha else "L")

@@ -99,7 +99,7 @@ class JobsCollector:
     def _refresh(self) -> None:
         """Bring the per-job facts up to date with Redis."""
         client = self.registry.redis
-        ids = client.zrange(self._key("jobs"), 0, -1)
+        ids = [str(i) for i in client.zrange(self._key("jobs"), 0, -1)]
         present = set(ids)
         for gone in set(self._facts) - present:  # Redis lost or expired them
             del self._facts[gone]

@@ -1,0 +1,1 @@
+"""The ``mnist`` command line (see cli/main.py)."""

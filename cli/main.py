@@ -1,0 +1,416 @@
+"""``mnist``: the service from a terminal (typer + rich), over its HTTP API only.
+
+    mnist train --epochs 20 --wait     # queue a job and watch it train
+    mnist jobs | status ID | cancel ID | models
+    mnist predict digit.png | mnist predict --index 0
+    mnist serve                        # run scripts/dev: redis, worker, API
+
+``--url`` and ``--api-key`` (or ``MNIST_URL`` and ``MNIST_API_KEY``) say where the
+service is. Failures print one line on stderr and exit with status 1.
+"""
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from cli.client import Api, ApiError
+from shared.schemas import InputScaling, LrSchedule
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+app = typer.Typer(
+    name="mnist",
+    help="Train and query the mnist-service from the terminal (talks to its HTTP API).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+if not out.is_terminal:  # piped: tables keep whole ids rather than fit 80 columns
+    out.width = max(out.width, 160)
+
+
+class Dtype(StrEnum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+def _api(ctx: typer.Context) -> Api:
+    api: Api = ctx.obj
+    return api
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option(envvar="MNIST_URL", help="Where the API listens.", show_default=True)
+    ] = DEFAULT_URL,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="MNIST_API_KEY", help="Sent as X-API-Key (when the server has one)."),
+    ] = None,
+) -> None:
+    ctx.obj = Api(url, api_key)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ")[:19] if value else "-"
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    n_hidden: Annotated[int | None, typer.Option(help="Hidden units.")] = None,
+    eta: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    l1: Annotated[float | None, typer.Option(help="L1 penalty.")] = None,
+    l2: Annotated[float | None, typer.Option(help="L2 penalty.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Momentum.")] = None,
+    decrease_const: Annotated[float | None, typer.Option(help="Learning-rate decay.")] = None,
+    lr_schedule: Annotated[LrSchedule | None, typer.Option(help="Decay schedule.")] = None,
+    minibatches: Annotated[int | None, typer.Option(help="Mini-batches per epoch.")] = None,
+    shuffle: Annotated[
+        bool | None, typer.Option("--shuffle/--no-shuffle", help="Reshuffle every epoch.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the job's generator.")] = None,
+    input_scaling: Annotated[
+        InputScaling | None, typer.Option(help="What the network sees of a pixel.")
+    ] = None,
+    validation_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share held out for validation (gives accuracy per epoch)."),
+    ] = None,
+    train_size: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
+    dtype: Annotated[Dtype | None, typer.Option(help="Arithmetic precision.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Follow the job live to its end.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Queue a training job (unset options: the server's defaults, the book's run)."""
+    given = {
+        "epochs": epochs,
+        "n_hidden": n_hidden,
+        "eta": eta,
+        "l1": l1,
+        "l2": l2,
+        "alpha": alpha,
+        "decrease_const": decrease_const,
+        "lr_schedule": lr_schedule,
+        "minibatches": minibatches,
+        "shuffle": shuffle,
+        "seed": seed,
+        "input_scaling": input_scaling,
+        "validation_fraction": validation_fraction,
+        "train_size": train_size,
+        "dtype": dtype,
+    }
+    params = {
+        k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
+    }
+    api = _api(ctx)
+    accepted = api.post("/jobs", json=params)
+    job_id = accepted["id"]
+    if not wait:
+        if as_json:
+            _print_json(accepted)
+        else:
+            out.print(f"job {job_id} {accepted['status']}", soft_wrap=True)
+            out.print(f"follow it: mnist status {job_id} (or train with --wait)", soft_wrap=True)
+        return
+    final = _follow(api, job_id)
+    if as_json:
+        _print_json(final)
+    _summary(final)
+    if final["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _follow(api: Api, job_id: str) -> dict[str, Any]:
+    """A live progress bar from the job's event stream; returns the final job record."""
+    progress = Progress(
+        TextColumn("[bold]{task.description:<9}"),
+        BarColumn(),
+        TextColumn("epoch"),
+        MofNCompleteColumn(),
+        TextColumn("cost {task.fields[cost]}"),
+        TextColumn("acc {task.fields[acc]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    with progress:
+        task = progress.add_task("queued", total=None, cost="-", acc="-")
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            if event in ("status", "end"):
+                progress.update(task, description=data["status"], total=data["epochs"])
+                if event == "end":
+                    progress.update(task, completed=data["epoch"])
+            elif event == "epoch":
+                progress.update(
+                    task,
+                    description="running",
+                    total=data["epochs"],
+                    completed=data["epoch"],
+                    cost=f"{data['cost']:.4f}",
+                    acc=_percent(data.get("val_accuracy")),
+                )
+
+        return api.follow(job_id, on_event)
+
+
+def _summary(job: dict[str, Any]) -> None:
+    line = f"job {job['id']} {job['status']} after {job['epoch']} of {job['epochs']} epochs"
+    if job["status"] == "succeeded":
+        line += (
+            f": train accuracy {_percent(job['train_accuracy'])}, "
+            f"test accuracy {_percent(job['test_accuracy'])}, model {job['model_id']}"
+        )
+    elif job.get("error"):
+        line += f": {job['error']}"
+    out.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def jobs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Training jobs, newest first."""
+    page = _api(ctx).get("/jobs", limit=limit, offset=offset)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table(title=f"jobs {offset + 1}-{offset + len(page['items'])} of {page['total']}")
+    for column in ("id", "status", "epoch", "created", "test accuracy"):
+        table.add_column(column, no_wrap=column == "id")
+    for job in page["items"]:
+        table.add_row(
+            job["id"],
+            job["status"],
+            f"{job['epoch']}/{job['epochs']}",
+            _when(job["created_at"]),
+            _percent(job["test_accuracy"]),
+        )
+    out.print(table)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One job: status, progress, parameters, last epochs, results."""
+    job = _api(ctx).get(f"/jobs/{job_id}")
+    if as_json:
+        _print_json(job)
+        return
+    table = Table(show_header=False, title=f"job {job['id']}")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = {
+        "status": job["status"],
+        "progress": f"epoch {job['epoch']} of {job['epochs']}",
+        "created": _when(job["created_at"]),
+        "started": _when(job["started_at"]),
+        "finished": _when(job["finished_at"]),
+        "train accuracy": _percent(job["train_accuracy"]),
+        "test accuracy": _percent(job["test_accuracy"]),
+        "model": job["model_id"] or "-",
+        "parameters": ", ".join(f"{k}={v}" for k, v in job["params"].items()),
+    }
+    if job.get("error"):
+        rows["error"] = job["error"]
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    out.print(table)
+    if job["history"]:
+        history = Table(title="last epochs")
+        for column in ("epoch", "cost", "seconds", "val accuracy"):
+            history.add_column(column, justify="right")
+        for row in job["history"][-5:]:
+            history.add_row(
+                str(row["epoch"]),
+                f"{row['cost']:.4f}",
+                f"{row['seconds']:.3f}",
+                _percent(row.get("val_accuracy")),
+            )
+        out.print(history)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
+) -> None:
+    """Cancel a job: a queued one never runs, a running one stops at its next epoch."""
+    job = _api(ctx).post(f"/jobs/{job_id}/cancel")
+    if job["status"] == "cancelled":
+        out.print(f"job {job['id']} cancelled")
+    else:
+        out.print(f"job {job['id']} {job['status']}: it stops at its next epoch")
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trained models, newest first (the newest serves predictions by default)."""
+    page = _api(ctx).get("/models", limit=limit, offset=offset)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table(title=f"models {offset + 1}-{offset + len(page['items'])} of {page['total']}")
+    for column in ("id", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
+        table.add_column(column, no_wrap=column == "id")
+    for model in page["items"]:
+        params = model["params"]
+        table.add_row(
+            model["id"],
+            _when(model["created_at"]),
+            _percent(model["train_accuracy"]),
+            _percent(model["test_accuracy"]),
+            str(params["n_hidden"]),
+            str(params["epochs"]),
+            f"{params['eta']:g}",
+        )
+    out.print(table)
+
+
+def _test_image(mnist_dir: Path, index: int) -> tuple[list[int], int]:
+    """Test image ``index`` (784 pixels) and its label, from the IDX files."""
+    from shared import mnist
+
+    try:
+        images = mnist.parse_idx(
+            mnist.read_idx_bytes(mnist_dir / mnist.FILES["test_images"]), mnist.IMAGES_MAGIC
+        )
+        labels = mnist.parse_idx(
+            mnist.read_idx_bytes(mnist_dir / mnist.FILES["test_labels"]), mnist.LABELS_MAGIC
+        )
+    except mnist.MnistError as exc:
+        raise ApiError(f"MNIST test set: {exc} (set --mnist-dir or MNIST_DIR)") from None
+    if not 0 <= index < len(labels):
+        raise ApiError(f"--index must be 0..{len(labels) - 1}")
+    return images[index].tolist(), int(labels[index])
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[FILE]", help="A picture of one digit (PNG, JPEG, ...)."),
+    ] = None,
+    index: Annotated[
+        int | None, typer.Option(help="Classify MNIST test image N instead of a file.")
+    ] = None,
+    mnist_dir: Annotated[
+        Path, typer.Option(envvar="MNIST_DIR", help="Folder of the MNIST files (for --index).")
+    ] = Path("data/mnist"),
+    model: Annotated[str | None, typer.Option(help="Model id (default: the newest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify a picture of a digit, or a test-set image with --index."""
+    if (file is None) == (index is None):
+        raise ApiError("give exactly one of FILE or --index N")
+    api = _api(ctx)
+    truth = None
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise ApiError(f"cannot read {file}: {exc.strerror or exc}") from None
+        form = {"model_id": model} if model else {}
+        answer = api.post(
+            "/predict/image",
+            files={"file": (file.name, data, "application/octet-stream")},
+            data=form,
+        )
+    else:
+        pixels, truth = _test_image(mnist_dir, index or 0)
+        body: dict[str, Any] = {"pixels": pixels, **({"model_id": model} if model else {})}
+        answer = api.post("/predict", json=body)
+    if as_json:
+        _print_json(answer)
+        return
+    label = answer["label"]
+    line = f"label [bold]{label}[/bold]"
+    if truth is not None:
+        line += f" (test image {index} is a {truth}{'' if truth == label else ': wrong'})"
+    out.print(f"{line}  model {answer['model_id']}", soft_wrap=True)
+    for digit, p in enumerate(answer["probabilities"]):
+        bar = "█" * round(40 * p)
+        style = "bold green" if digit == label else "dim"
+        out.print(f"  {digit} [{style}]{bar:<40}[/{style}] {100 * p:5.1f}%")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address of the API.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port of the API.")] = 8000,
+) -> None:
+    """Run the whole service here (scripts/dev): redis-server, a worker and the API."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "dev"
+    if not script.is_file():
+        raise ApiError(
+            "`mnist serve` runs scripts/dev from a source checkout, and there is none here; "
+            "use `docker compose up` or start uvicorn and celery yourself"
+        )
+    os.environ.update(HOST=host, PORT=str(port))
+    os.execv(script, [str(script)])
+
+
+def main() -> None:
+    """The ``mnist`` command: any failure is one line on stderr and exit status 1."""
+    try:
+        app()
+    except ApiError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line (MNIST_DEBUG=1 for a traceback)
+        if os.environ.get("MNIST_DEBUG"):
+            raise
+        err.print(f"error: {type(exc).__name__}: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
