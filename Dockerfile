@@ -27,9 +27,9 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && python -m pip install -r /tmp/requirements.txt
-COPY api ./api
-COPY worker ./worker
-COPY shared ./shared
+# Then the tree (.dockerignore keeps tests, data and secrets out); setuptools installs
+# the packages pyproject.toml lists, the rest stays in this stage.
+COPY . .
 RUN python -m pip install --no-deps . \
  && python -m pip check \
  && python -m pip uninstall -y -q pip setuptools
