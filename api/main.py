@@ -8,7 +8,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors, metrics
+from api import errors, metrics, web
 from api.limits import BodySizeLimit
 from api.routes import events, health, images, jobs, models, predict
 from api.serving import ModelCache
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     for module in (jobs, events, predict, images, models, health):
         app.include_router(module.router)
+    web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
     return app
 

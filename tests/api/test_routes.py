@@ -59,7 +59,12 @@ def test_unknown_and_malformed_ids(client: TestClient) -> None:
     assert client.get(f"/models/{uuid.uuid4()}").status_code == 404
     for bad in ["abc", "..%2f..%2fetc%2fpasswd", "%2e%2e%2f", "x" * 5000, "a%00b"]:
         for path in (f"/jobs/{bad}", f"/models/{bad}"):
-            assert client.get(path).status_code in (404, 422), path
+            # "/jobs/%2e%2e%2f" is "/jobs/../": Starlette redirects it (307) to "/jobs/..",
+            # which a client resolves to "/", the web page; so redirects are not followed
+            response = client.get(path, follow_redirects=False)
+            assert response.status_code in (307, 404, 422), path
+            if response.status_code == 307:
+                assert not response.content, path
 
 
 def test_jobs_are_listed_newest_first_with_pages(client: TestClient) -> None:

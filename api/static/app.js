@@ -1,0 +1,523 @@
+// mnist-service web page: plain JavaScript, no build step, no dependencies.
+// Talks to the same API as every other client: /predict/image, /jobs, /jobs/{id}/events,
+// /models and /openapi.json (for the training form's defaults and limits).
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const KEY_STORE = "mnist-api-key";
+let apiKey = sessionStorage.getItem(KEY_STORE) || "";
+
+// ---------------------------------------------------------------- HTTP and the API key
+
+function errorText(status, body) {
+  const detail = body && body.detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".") || "request"}: ${e.msg}`)
+      .join("; ");
+  }
+  return `${status} ${detail || "request failed"}`;
+}
+
+function authHeaders(extra = {}) {
+  const headers = { ...extra };
+  if (apiKey) headers["X-API-Key"] = apiKey;
+  return headers;
+}
+
+async function api(path, options = {}, mayAsk = true) {
+  const response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
+  if (response.status === 401 && mayAsk && (await askForKey())) {
+    return api(path, options, false);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) throw new Error(errorText(response.status, body));
+  return body;
+}
+
+let keyPrompt = null;
+function askForKey() {
+  // One dialog at a time; every request that got a 401 waits for the same answer.
+  if (keyPrompt) return keyPrompt;
+  const dialog = $("#key-dialog");
+  keyPrompt = new Promise((resolve) => {
+    const done = (ok) => {
+      dialog.close();
+      keyPrompt = null;
+      resolve(ok);
+    };
+    $("#key-ok").onclick = (event) => {
+      event.preventDefault();
+      apiKey = $("#key-input").value.trim();
+      sessionStorage.setItem(KEY_STORE, apiKey);
+      done(Boolean(apiKey));
+    };
+    $("#key-cancel").onclick = () => done(false);
+    dialog.oncancel = () => done(false);
+    $("#key-input").value = apiKey;
+    dialog.showModal();
+    $("#key-input").focus();
+  });
+  return keyPrompt;
+}
+
+// Server-Sent Events over fetch (EventSource cannot send the API key header).
+async function followEvents(path, onEvent, signal) {
+  let last = null;
+  for (let attempt = 0; attempt < 8 && !signal.aborted; attempt++) {
+    const headers = authHeaders(last ? { "Last-Event-ID": last } : {});
+    try {
+      const response = await fetch(path, { headers, signal });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        throw Object.assign(new Error(errorText(response.status, body)), { fatal: true });
+      }
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      let event = "message";
+      let data = [];
+      let id = null;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline).replace(/\r$/, "");
+          buffer = buffer.slice(newline + 1);
+          if (line === "") {
+            if (data.length) {
+              const payload = JSON.parse(data.join("\n"));
+              if (id) last = id;
+              onEvent(event, payload);
+              if (event === "end") return payload;
+            }
+            event = "message";
+            data = [];
+            id = null;
+          } else if (!line.startsWith(":")) {
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event = val;
+            else if (field === "data") data.push(val);
+            else if (field === "id") id = val;
+          }
+        }
+      }
+    } catch (error) {
+      if (signal.aborted || error.fatal) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(4000, 250 * 2 ** attempt)));
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- drawing pad
+
+const pad = $("#pad");
+const ink = pad.getContext("2d");
+const BRUSH = 20; // px on the 280x280 pad: about 2 MNIST pixels, like a pen stroke
+let drawing = null;
+let strokes = 0;
+let predictTimer = null;
+let predictSeq = 0;
+
+function clearPad() {
+  ink.fillStyle = "#fff";
+  ink.fillRect(0, 0, pad.width, pad.height);
+  strokes = 0;
+  pad.dataset.strokes = "0";
+  showResult(null);
+}
+
+function padPoint(event) {
+  const box = pad.getBoundingClientRect();
+  return {
+    x: ((event.clientX - box.left) * pad.width) / box.width,
+    y: ((event.clientY - box.top) * pad.height) / box.height,
+  };
+}
+
+function strokeTo(point) {
+  ink.strokeStyle = "#000";
+  ink.lineWidth = BRUSH;
+  ink.lineCap = "round";
+  ink.lineJoin = "round";
+  ink.beginPath();
+  ink.moveTo(drawing.x, drawing.y);
+  ink.lineTo(point.x, point.y);
+  ink.stroke();
+  drawing = point;
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  drawing = padPoint(event);
+  strokeTo(drawing); // a dot
+  clearTimeout(predictTimer);
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of events.length ? events : [event]) strokeTo(padPoint(e));
+});
+function endStroke() {
+  if (!drawing) return;
+  drawing = null;
+  strokes += 1;
+  pad.dataset.strokes = String(strokes);
+  clearTimeout(predictTimer);
+  predictTimer = setTimeout(predictPad, 150);
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+$("#clear").addEventListener("click", clearPad);
+
+function predictPad() {
+  const forStrokes = strokes;
+  pad.toBlob((blob) => predictImage(blob, "pad.png", String(forStrokes)), "image/png");
+}
+
+async function predictImage(blob, name, source) {
+  const seq = ++predictSeq;
+  const form = new FormData();
+  form.append("file", blob, name);
+  const model = $("#model-picker").value;
+  if (model) form.append("model_id", model);
+  $("#predict-status").textContent = "classifying…";
+  try {
+    const result = await api("/predict/image", { method: "POST", body: form });
+    if (seq !== predictSeq) return; // a newer drawing is on its way
+    showResult(result, source);
+    $("#predict-status").textContent = `model ${result.model_id.slice(0, 8)}`;
+  } catch (error) {
+    if (seq !== predictSeq) return;
+    showResult(null, source);
+    $("#predict-status").innerHTML = "";
+    $("#predict-status").append(Object.assign(document.createElement("span"), {
+      className: "error",
+      textContent: error.message,
+    }));
+  }
+}
+
+$("#upload").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) predictImage(file, file.name, `upload:${file.name}`);
+  event.target.value = "";
+});
+
+function buildBars() {
+  const bars = $("#bars");
+  for (let digit = 0; digit < 10; digit++) {
+    const li = document.createElement("li");
+    li.innerHTML = `<span>${digit}</span><span class="bar"><span class="fill"></span></span><span class="p">–</span>`;
+    bars.append(li);
+  }
+}
+
+function showResult(result, source = "") {
+  const label = $("#label");
+  label.textContent = result ? String(result.label) : "–";
+  label.dataset.for = source;
+  $("#bars").querySelectorAll("li").forEach((li, digit) => {
+    const p = result ? result.probabilities[digit] : 0;
+    li.classList.toggle("top", Boolean(result) && digit === result.label);
+    li.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
+    li.querySelector(".p").textContent = result ? `${(100 * p).toFixed(1)}%` : "–";
+  });
+  const seen = $("#seen").getContext("2d");
+  const image = seen.createImageData(28, 28);
+  if (result) {
+    result.pixels.flat().forEach((v, i) => {
+      image.data.set([v, v, v, 255], 4 * i);
+    });
+  } else {
+    for (let i = 0; i < 28 * 28; i++) image.data.set([0, 0, 0, 255], 4 * i);
+  }
+  seen.putImageData(image, 0, 0);
+}
+
+// ---------------------------------------------------------------- training form
+
+function resolve(schema, root) {
+  if (schema.$ref) return { ...root.components.schemas[schema.$ref.split("/").pop()], ...schema };
+  if (schema.anyOf) {
+    const real = schema.anyOf.find((s) => s.type !== "null");
+    return { ...real, ...schema, optional: true };
+  }
+  return schema;
+}
+
+function limits(s) {
+  const low = s.minimum !== undefined ? `${s.minimum}` : s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : null;
+  const high = s.maximum !== undefined ? `${s.maximum}` : s.exclusiveMaximum !== undefined ? `< ${s.exclusiveMaximum}` : null;
+  if (low !== null && high !== null) return low.startsWith(">") || high.startsWith("<") ? `${low}, ${high}` : `${low} to ${high}`;
+  return low ?? high ?? "";
+}
+
+async function buildForm() {
+  const spec = await fetch("/openapi.json").then((r) => r.json());
+  const params = spec.components.schemas.TrainParams.properties;
+  const box = $("#params");
+  for (const [name, raw] of Object.entries(params)) {
+    const s = resolve(raw, spec);
+    const label = document.createElement("label");
+    label.title = s.description || "";
+    const caption = document.createElement("span");
+    caption.textContent = name;
+    label.append(caption);
+    let input;
+    if (s.enum) {
+      input = document.createElement("select");
+      for (const option of s.enum) input.append(new Option(option, option, false, option === s.default));
+    } else if (s.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = Boolean(s.default);
+    } else {
+      input = document.createElement("input");
+      input.type = "number";
+      input.step = s.type === "integer" ? "1" : "any";
+      if (s.minimum !== undefined) input.min = s.minimum;
+      if (s.maximum !== undefined) input.max = s.maximum;
+      if (s.default !== undefined && s.default !== null) input.value = s.default;
+      if (s.optional) input.placeholder = "all";
+    }
+    input.name = name;
+    input.dataset.kind = s.type || "string";
+    label.append(input);
+    const hint = document.createElement("span");
+    hint.className = "hint";
+    const range = limits(s);
+    hint.textContent = [range && `range ${range}`, s.default !== undefined && s.default !== null ? `default ${s.default}` : s.optional ? "default: all" : ""]
+      .filter(Boolean).join(" · ");
+    label.append(hint);
+    box.append(label);
+  }
+}
+
+function formParams() {
+  const body = {};
+  for (const input of $("#params").querySelectorAll("input, select")) {
+    if (input.type === "checkbox") body[input.name] = input.checked;
+    else if (input.type === "number") {
+      if (input.value !== "") body[input.name] = Number(input.value);
+    } else body[input.name] = input.value;
+  }
+  return body;
+}
+
+$("#train-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = $("#train-status");
+  status.className = "caption";
+  status.textContent = "submitting…";
+  try {
+    const job = await api("/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(formParams()),
+    });
+    status.textContent = `job ${job.id.slice(0, 8)} ${job.status}`;
+    await refreshJobs();
+    selectJob(job.id);
+  } catch (error) {
+    status.className = "caption error";
+    status.textContent = error.message;
+  }
+});
+
+// ---------------------------------------------------------------- jobs and the learning curve
+
+let selected = null;
+let follower = null;
+let curve = { points: [], epochs: 0 };
+
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
+}
+
+async function refreshJobs() {
+  let page;
+  try {
+    page = await api("/jobs?limit=12");
+  } catch (_) {
+    return;
+  }
+  const body = $("#jobs tbody");
+  body.replaceChildren();
+  for (const job of page.items) {
+    const row = document.createElement("tr");
+    row.dataset.id = job.id;
+    row.dataset.status = job.status;
+    row.classList.toggle("selected", job.id === selected);
+    row.innerHTML = `<td class="id">${job.id.slice(0, 8)}</td><td class="status-${job.status}">${job.status}</td>
+      <td>${job.epoch}/${job.epochs}</td><td>${percent(job.test_accuracy)}</td><td></td>`;
+    if (job.status === "queued" || job.status === "running") {
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "cancel";
+      cancel.textContent = "cancel";
+      cancel.onclick = async (event) => {
+        event.stopPropagation();
+        try {
+          await api(`/jobs/${job.id}/cancel`, { method: "POST" });
+        } catch (error) {
+          $("#train-status").textContent = error.message;
+        }
+        refreshJobs();
+      };
+      row.lastElementChild.append(cancel);
+    }
+    row.onclick = () => selectJob(job.id);
+    body.append(row);
+  }
+}
+
+function selectJob(id) {
+  if (follower) follower.abort();
+  selected = id;
+  follower = new AbortController();
+  curve = { points: [], epochs: 0 };
+  drawCurve();
+  for (const row of document.querySelectorAll("#jobs tbody tr")) {
+    row.classList.toggle("selected", row.dataset.id === id);
+  }
+  $("#curve-job").textContent = `job ${id.slice(0, 8)}`;
+  followEvents(`/jobs/${id}/events`, (event, data) => {
+    if (event === "epoch") {
+      curve.epochs = data.epochs;
+      curve.points.push({ epoch: data.epoch, cost: data.cost, acc: data.val_accuracy });
+      drawCurve();
+    } else if (event === "status" || event === "end") {
+      curve.epochs = data.epochs;
+      $("#curve-job").textContent = `job ${id.slice(0, 8)}: ${data.status}, epoch ${data.epoch}/${data.epochs}`;
+      if (event === "end") {
+        refreshJobs();
+        refreshModels();
+      }
+    }
+  }, follower.signal).catch((error) => {
+    if (!follower.signal.aborted) $("#curve-job").textContent = error.message;
+  });
+}
+
+function drawCurve() {
+  const canvas = $("#curve");
+  const g = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const m = { left: 56, right: 44, top: 12, bottom: 30 };
+  const w = width - m.left - m.right;
+  const h = height - m.top - m.bottom;
+  g.clearRect(0, 0, width, height);
+  g.fillStyle = "#fff";
+  g.fillRect(0, 0, width, height);
+  g.strokeStyle = "#d1d5db";
+  g.strokeRect(m.left, m.top, w, h);
+  canvas.dataset.points = String(curve.points.length);
+  const pts = curve.points;
+  g.fillStyle = "#6b7280";
+  g.font = "11px system-ui, sans-serif";
+  const maxEpoch = Math.max(curve.epochs, pts.length ? pts[pts.length - 1].epoch : 1, 1);
+  g.textAlign = "center";
+  g.fillText("epoch", m.left + w / 2, height - 4);
+  g.fillText("1", m.left, m.top + h + 14);
+  g.fillText(String(maxEpoch), m.left + w, m.top + h + 14);
+  if (!pts.length) {
+    g.fillText("no epochs yet", m.left + w / 2, m.top + h / 2);
+    return;
+  }
+  const costs = pts.map((p) => p.cost);
+  let lo = Math.min(...costs);
+  let hi = Math.max(...costs);
+  if (hi - lo < 1e-9) {
+    hi += 1;
+    lo -= 1;
+  }
+  const x = (epoch) => m.left + (maxEpoch === 1 ? w / 2 : ((epoch - 1) / (maxEpoch - 1)) * w);
+  const yCost = (c) => m.top + h - ((c - lo) / (hi - lo)) * h;
+  const yAcc = (a) => m.top + h - a * h;
+  g.textAlign = "right";
+  g.fillStyle = "#2563eb";
+  g.fillText(hi.toPrecision(4), m.left - 4, m.top + 8);
+  g.fillText(lo.toPrecision(4), m.left - 4, m.top + h);
+  const line = (color, ys) => {
+    g.strokeStyle = color;
+    g.fillStyle = color;
+    g.lineWidth = 2;
+    g.beginPath();
+    ys.forEach(([px, py], i) => (i ? g.lineTo(px, py) : g.moveTo(px, py)));
+    g.stroke();
+    if (ys.length < 60) ys.forEach(([px, py]) => g.fillRect(px - 2, py - 2, 4, 4));
+  };
+  line("#2563eb", pts.map((p) => [x(p.epoch), yCost(p.cost)]));
+  const accs = pts.filter((p) => p.acc !== null && p.acc !== undefined);
+  if (accs.length) {
+    g.textAlign = "left";
+    g.fillStyle = "#ea7317";
+    g.fillText("100%", m.left + w + 4, m.top + 8);
+    g.fillText("0%", m.left + w + 4, m.top + h);
+    line("#ea7317", accs.map((p) => [x(p.epoch), yAcc(p.acc)]));
+  }
+}
+
+// ---------------------------------------------------------------- models
+
+async function refreshModels() {
+  let page;
+  try {
+    page = await api("/models?limit=50");
+  } catch (_) {
+    return;
+  }
+  const body = $("#models tbody");
+  body.replaceChildren();
+  const picker = $("#model-picker");
+  const chosen = picker.value;
+  picker.replaceChildren(new Option("newest", ""));
+  for (const model of page.items) {
+    const p = model.params;
+    const row = document.createElement("tr");
+    row.dataset.id = model.id;
+    row.innerHTML = `<td class="id">${model.id.slice(0, 8)}</td><td>${model.created_at.slice(0, 19).replace("T", " ")}</td>
+      <td>${percent(model.train_accuracy)}</td><td>${percent(model.test_accuracy)}</td>
+      <td>n_hidden ${p.n_hidden}, epochs ${p.epochs}, eta ${p.eta}, minibatches ${p.minibatches}${p.train_size ? `, train_size ${p.train_size}` : ""}</td><td></td>`;
+    const use = document.createElement("button");
+    use.type = "button";
+    use.textContent = "use for drawing";
+    use.onclick = () => {
+      picker.value = model.id;
+      if (strokes) predictPad();
+    };
+    row.lastElementChild.append(use);
+    body.append(row);
+    picker.append(new Option(`${model.id.slice(0, 8)} (${percent(model.test_accuracy)})`, model.id));
+  }
+  picker.value = [...picker.options].some((o) => o.value === chosen) ? chosen : "";
+}
+
+$("#model-picker").addEventListener("change", () => {
+  if (strokes) predictPad();
+});
+$("#key-button").addEventListener("click", () => askForKey());
+
+// ---------------------------------------------------------------- start
+
+buildBars();
+clearPad();
+drawCurve();
+buildForm().catch((error) => {
+  $("#train-status").textContent = `could not read /openapi.json: ${error.message}`;
+});
+refreshJobs();
+refreshModels();
+setInterval(refreshJobs, 2000);
+setInterval(refreshModels, 10000);
