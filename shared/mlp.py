@@ -4,6 +4,10 @@ Shapes: ``x`` is (batch, features); ``w1`` (hidden, features), ``b1`` (hidden,);
 ``w2`` (outputs, hidden), ``b2`` (outputs,). Biases are separate vectors
 rather than the book's stacked column of ones (same mathematics, no copy of
 every batch). Costs and gradients are sums over the batch, as in the book.
+
+Every function allocates its results unless it is handed a :class:`Workspace`
+(or ``out=``), in which case it writes into those arrays and returns views of
+them: the training loop runs thousands of mini-batches without allocating.
 """
 
 from dataclasses import dataclass, fields
@@ -33,6 +37,59 @@ class Weights:
         return self.w1.shape[0]
 
 
+@dataclass
+class Workspace:
+    """Work arrays for :func:`forward`, :func:`backward` and :func:`cost`.
+
+    Allocated once for the largest batch of a run; :meth:`rows` gives views for
+    a batch of ``n`` rows (leading rows of C-ordered arrays stay contiguous).
+    hidden, delta_hidden, deriv: (batch, hidden); logits, delta_out, softplus:
+    (batch, outputs); grads and penalty: shaped like the weights.
+    """
+
+    hidden: np.ndarray
+    logits: np.ndarray
+    delta_out: np.ndarray
+    delta_hidden: np.ndarray
+    deriv: np.ndarray
+    softplus: np.ndarray
+    grads: Weights
+    penalty: Weights
+
+    @classmethod
+    def allocate(cls, w: Weights, batch: int) -> "Workspace":
+        dtype = w.w1.dtype
+        n_hidden, n_output = w.w1.shape[0], w.w2.shape[0]
+
+        def hidden() -> np.ndarray:
+            return np.empty((batch, n_hidden), dtype)
+
+        def output() -> np.ndarray:
+            return np.empty((batch, n_output), dtype)
+
+        def like_weights() -> Weights:
+            return Weights(*(np.empty_like(a) for a in w.arrays()))
+
+        return cls(
+            hidden=hidden(),
+            logits=output(),
+            delta_out=output(),
+            delta_hidden=hidden(),
+            deriv=hidden(),
+            softplus=output(),
+            grads=like_weights(),
+            penalty=like_weights(),
+        )
+
+    def rows(self, n: int) -> "Workspace":
+        per_batch = ("hidden", "logits", "delta_out", "delta_hidden", "deriv", "softplus")
+        return Workspace(
+            **{name: getattr(self, name)[:n] for name in per_batch},
+            grads=self.grads,
+            penalty=self.penalty,
+        )
+
+
 def init_weights(
     n_features: int, n_hidden: int, n_output: int, rng: np.random.Generator, dtype: type
 ) -> Weights:
@@ -50,21 +107,30 @@ def init_weights(
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function, in place on ``z``; exp overflow saturates cleanly to 0."""
+    """Logistic function, in place on ``z``; exp overflow saturates cleanly to 0.
+
+    Four passes over ``z`` and no temporary: ``1 / (1 + exp(-z))``.
+    """
     with np.errstate(over="ignore"):
         np.negative(z, out=z)
         np.exp(z, out=z)
-    z += 1.0
+    np.add(z, 1.0, out=z)
     return np.reciprocal(z, out=z)
 
 
-def forward(w: Weights, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden activations (batch, hidden) and output logits (batch, outputs)."""
-    hidden = x @ w.w1.T
-    hidden += w.b1
+def forward(
+    w: Weights, x: np.ndarray, ws: Workspace | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden activations (batch, hidden) and output logits (batch, outputs).
+
+    With ``ws`` (sized for this batch, see :meth:`Workspace.rows`) the results
+    are ``ws.hidden`` and ``ws.logits``.
+    """
+    hidden = np.matmul(x, w.w1.T, out=None if ws is None else ws.hidden)
+    np.add(hidden, w.b1, out=hidden)
     sigmoid(hidden)
-    logits = hidden @ w.w2.T
-    logits += w.b2
+    logits = np.matmul(hidden, w.w2.T, out=None if ws is None else ws.logits)
+    np.add(logits, w.b2, out=logits)
     return hidden, logits
 
 
@@ -86,14 +152,29 @@ def penalty(w: Weights, l1: float, l2: float) -> float:
     return total
 
 
-def cost(logits: np.ndarray, y: np.ndarray, w: Weights, l1: float, l2: float) -> float:
+def cost(
+    logits: np.ndarray,
+    y: np.ndarray,
+    w: Weights,
+    l1: float,
+    l2: float,
+    ws: Workspace | None = None,
+) -> float:
     """Logistic cost summed over the batch, plus penalties.
 
     Computed from the logits as ``softplus(z) - y*z``, which equals the book's
-    ``-y*log(a) - (1-y)*log(1-a)`` but stays finite when ``a`` rounds to 0 or 1.
+    ``-y*log(a) - (1-y)*log(1-a)`` but stays finite when ``a`` rounds to 0 or 1;
+    ``softplus(z) = max(z, 0) + log1p(exp(-|z|))`` never overflows, and
+    ``sum(max(z, 0)) = (sum(z) + sum(|z|)) / 2``. Arithmetic in the dtype of
+    ``logits``, sums accumulated in float64.
     """
-    z = logits.astype(np.float64)
-    data = float(np.sum(np.logaddexp(0.0, z) - y * z))
+    z = logits
+    t = np.abs(z, out=np.empty_like(z) if ws is None else ws.softplus)
+    relu_sum = 0.5 * (float(z.sum(dtype=np.float64)) + float(t.sum(dtype=np.float64)))
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    data = float(t.sum(dtype=np.float64)) + relu_sum - float(np.vdot(y, z))
     return data + penalty(w, l1, l2)
 
 
@@ -105,41 +186,62 @@ def backward(
     y: np.ndarray,
     l1: float,
     l2: float,
+    ws: Workspace | None = None,
 ) -> Weights:
-    """Gradients of :func:`cost` by backpropagation.
+    """Gradients of :func:`cost` by backpropagation (``ws.grads`` with a workspace).
 
     ``output`` is ``sigmoid(logits)``. The L1 term's gradient is ``l1*sign(w)``
-    (the book's code adds ``l1*w``, the L2 form, by mistake).
+    (the book's code adds ``l1*w``, the L2 form, by mistake). Reads its
+    inputs only.
     """
-    delta_out = output - y  # (batch, outputs)
-    delta_hidden = delta_out @ w.w2
-    delta_hidden *= hidden * (1.0 - hidden)  # sigmoid'(z) = a(1-a)
-    grads = Weights(
-        w1=delta_hidden.T @ x,
-        b1=delta_hidden.sum(axis=0),
-        w2=delta_out.T @ hidden,
-        b2=delta_out.sum(axis=0),
-    )
-    for grad, weight in ((grads.w1, w.w1), (grads.w2, w.w2)):
+    if ws is None:
+        ws = Workspace.allocate(w, len(x))
+    delta_out = np.subtract(output, y, out=ws.delta_out)  # (batch, outputs)
+    delta_hidden = np.matmul(delta_out, w.w2, out=ws.delta_hidden)  # (batch, hidden)
+    deriv = np.subtract(1.0, hidden, out=ws.deriv)
+    np.multiply(deriv, hidden, out=deriv)  # sigmoid'(z) = a(1-a)
+    np.multiply(delta_hidden, deriv, out=delta_hidden)
+    grads = ws.grads
+    np.matmul(delta_hidden.T, x, out=grads.w1)
+    np.sum(delta_hidden, axis=0, out=grads.b1)
+    np.matmul(delta_out.T, hidden, out=grads.w2)
+    np.sum(delta_out, axis=0, out=grads.b2)
+    for grad, weight, scratch in ((grads.w1, w.w1, ws.penalty.w1), (grads.w2, w.w2, ws.penalty.w2)):
         if l2:
-            grad += l2 * weight
+            np.multiply(weight, l2, out=scratch)
+            np.add(grad, scratch, out=grad)
         if l1:
-            grad += l1 * np.sign(weight)
+            np.sign(weight, out=scratch)
+            np.multiply(scratch, l1, out=scratch)
+            np.add(grad, scratch, out=grad)
     return grads
 
 
-def update(w: Weights, grads: Weights, previous: Weights, eta: float, alpha: float) -> Weights:
+def update(
+    w: Weights,
+    grads: Weights,
+    previous: Weights,
+    eta: float,
+    alpha: float,
+    *,
+    out: Weights | None = None,
+) -> Weights:
     """One step, in place on ``w``: ``w -= eta*grad + alpha*previous``.
 
     Returns this step's ``eta*grad``, the book's ``delta_w_prev`` for the next
-    call. Note the book's momentum adds only the previous gradient step, not a
-    running velocity.
+    call, in ``out`` if given; ``out=previous`` replaces the previous step in
+    place. Note the book's momentum adds only the previous gradient step, not
+    a running velocity.
     """
-    step = Weights(*(eta * g for g in grads.arrays()))
-    for weight, now, before in zip(w.arrays(), step.arrays(), previous.arrays(), strict=True):
-        weight -= now
-        if alpha:
-            weight -= alpha * before
+    step = out if out is not None else Weights(*(np.empty_like(g) for g in grads.arrays()))
+    for weight, grad, before, now in zip(
+        w.arrays(), grads.arrays(), previous.arrays(), step.arrays(), strict=True
+    ):
+        if alpha:  # uses `before` before `now` (which may be the same array) is written
+            np.multiply(before, alpha, out=now)
+            np.subtract(weight, now, out=weight)
+        np.multiply(grad, eta, out=now)
+        np.subtract(weight, now, out=weight)
     return step
 
 

@@ -13,7 +13,7 @@ from shared.mnist import Mnist
 from shared.schemas import EpochRecord, LrSchedule, TrainParams
 
 N_CLASSES = 10
-EVAL_CHUNK = 10_000
+EVAL_CHUNK = 2048  # rows per evaluation product: 6 MB of float32, GEMM-efficient
 
 
 @dataclass(frozen=True)
@@ -67,41 +67,109 @@ def learning_rate(params: TrainParams, eta: float, epoch: int) -> float:
 def accuracy(
     weights: mlp.Weights, x: np.ndarray, y: np.ndarray, scale: float, chunk: int = EVAL_CHUNK
 ) -> float:
-    """Share of ``x`` classified as ``y``, in large chunks to keep memory bounded."""
+    """Share of ``x`` (uint8 rows) classified as ``y``, in large chunks through
+    buffers allocated once per call."""
     if len(y) == 0:
         return float("nan")
     dtype = weights.w1.dtype
+    rows = min(chunk, len(y))
+    batch = np.empty((rows, x.shape[1]), dtype)
+    work = mlp.Workspace.allocate(weights, rows)
     correct = 0
     for start in range(0, len(y), chunk):
-        batch = x[start : start + chunk].astype(dtype) * dtype.type(scale)
-        _, logits = mlp.forward(weights, batch)
+        part = x[start : start + chunk]
+        xb = batch[: len(part)]
+        _to_float(part, scale, out=xb)
+        _, logits = mlp.forward(weights, xb, work.rows(len(part)))
         correct += int(np.count_nonzero(logits.argmax(axis=1) == y[start : start + chunk]))
     return correct / len(y)
+
+
+def _to_float(raw: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
+    """``out = raw * scale``: uint8 pixels to the run's dtype (two fast passes;
+    one mixed-type multiply is slower than a cast and an in-place multiply)."""
+    np.copyto(out, raw)
+    if scale != 1.0:
+        np.multiply(out, out.dtype.type(scale), out=out)
+    return out
 
 
 EpochCallback = Callable[[TrainState, EpochRecord], None]
 
 
-def run_epoch(state: TrainState, params: TrainParams, data: Dataset, targets: np.ndarray) -> float:
-    """One pass over the training set; returns the mean mini-batch cost."""
-    dtype = state.weights.w1.dtype
-    scale = dtype.type(params.input_scaling.factor)
-    n = len(data.train_y)
-    order = state.rng.permutation(n) if params.shuffle else np.arange(n)
-    costs = []
-    for idx in np.array_split(order, params.minibatches):
-        x = data.train_x[idx].astype(dtype)  # gather uint8 rows, then convert
-        if scale != 1:
-            x *= scale
-        y = targets[idx]
-        hidden, logits = mlp.forward(state.weights, x)
-        costs.append(mlp.cost(logits, y, state.weights, params.l1, params.l2))
-        output = mlp.sigmoid(logits)
-        grads = mlp.backward(state.weights, x, hidden, output, y, params.l1, params.l2)
-        state.previous_step = mlp.update(
-            state.weights, grads, state.previous_step, state.eta, params.alpha
+@dataclass
+class Buffers:
+    """Arrays a run reuses for every mini-batch, sized for its largest one.
+
+    raw: (batch, features) uint8 rows gathered from the training set;
+    x: (batch, features) the same rows in the run's dtype, scaled;
+    y: (batch, outputs) their one-hot targets; work: forward/backward arrays.
+    """
+
+    raw: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    work: mlp.Workspace
+
+    @classmethod
+    def allocate(cls, weights: mlp.Weights, batch: int) -> "Buffers":
+        dtype = weights.w1.dtype
+        n_features, n_output = weights.w1.shape[1], weights.w2.shape[0]
+        return cls(
+            raw=np.empty((batch, n_features), np.uint8),
+            x=np.empty((batch, n_features), dtype),
+            y=np.empty((batch, n_output), dtype),
+            work=mlp.Workspace.allocate(weights, batch),
         )
-    return float(np.mean(costs))
+
+    def gather(
+        self, images: np.ndarray, targets: np.ndarray, idx: np.ndarray, scale: float
+    ) -> tuple[np.ndarray, np.ndarray, mlp.Workspace]:
+        """Rows ``idx`` of ``images`` (as floats) and ``targets``, and a workspace
+        for them: views of the buffers, valid until the next call."""
+        n = len(idx)
+        # mode="clip" skips NumPy's bounds-checked, buffered path (idx is a permutation)
+        raw = np.take(images, idx, axis=0, out=self.raw[:n], mode="clip")
+        y = np.take(targets, idx, axis=0, out=self.y[:n], mode="clip")
+        return _to_float(raw, scale, out=self.x[:n]), y, self.work.rows(n)
+
+
+def batch_size(n: int, minibatches: int) -> int:
+    """The largest part ``np.array_split`` makes of ``n`` samples."""
+    return -(-n // minibatches)
+
+
+def run_epoch(
+    state: TrainState,
+    params: TrainParams,
+    data: Dataset,
+    targets: np.ndarray,
+    buffers: Buffers | None = None,
+) -> float:
+    """One pass over the training set; returns the mean mini-batch cost.
+
+    Updates ``state.weights`` and ``state.previous_step`` in place.
+    """
+    n = len(data.train_y)
+    if buffers is None:
+        buffers = Buffers.allocate(state.weights, batch_size(n, params.minibatches))
+    scale = params.input_scaling.factor
+    order = state.rng.permutation(n) if params.shuffle else np.arange(n)
+    total = 0.0
+    for idx in np.array_split(order, params.minibatches):
+        x, y, work = buffers.gather(data.train_x, targets, idx, scale)
+        hidden, logits = mlp.forward(state.weights, x, work)
+        total += mlp.cost(logits, y, state.weights, params.l1, params.l2, work)
+        output = mlp.sigmoid(logits)
+        grads = mlp.backward(state.weights, x, hidden, output, y, params.l1, params.l2, work)
+        step = state.previous_step
+        mlp.update(state.weights, grads, step, state.eta, params.alpha, out=step)
+    return total / params.minibatches
+
+
+def _own_arrays(weights: mlp.Weights, dtype: np.dtype) -> mlp.Weights:
+    """``weights`` as writable C-ordered arrays of ``dtype`` (copies only if needed)."""
+    return mlp.Weights(*(np.require(a, dtype, ["C", "W"]) for a in weights.arrays()))
 
 
 def train(
@@ -113,23 +181,27 @@ def train(
 ) -> TrainState:
     """Train from ``state`` (a fresh one by default) up to ``params.epochs``."""
     state = state or init_state(params, data.train_x.shape[1])
-    dtype = np.dtype(params.dtype).type
-    targets = mlp.onehot(data.train_y, N_CLASSES, dtype)
+    dtype = np.dtype(params.dtype)
+    state.weights = _own_arrays(state.weights, dtype)
+    state.previous_step = _own_arrays(state.previous_step, dtype)
+    targets = mlp.onehot(data.train_y, N_CLASSES, dtype.type)
+    buffers = Buffers.allocate(state.weights, batch_size(len(data.train_y), params.minibatches))
     while state.epoch < params.epochs:
         started = time.perf_counter()
         state.eta = learning_rate(params, state.eta, state.epoch)
-        mean_cost = run_epoch(state, params, data, targets)
+        mean_cost = run_epoch(state, params, data, targets, buffers)
         state.epoch += 1
+        val_accuracy = (
+            accuracy(state.weights, data.val_x, data.val_y, params.input_scaling.factor)
+            if len(data.val_y)
+            else None
+        )
         record = EpochRecord(
             epoch=state.epoch,
             cost=mean_cost,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started,  # validation included
             eta=state.eta,
-            val_accuracy=(
-                accuracy(state.weights, data.val_x, data.val_y, params.input_scaling.factor)
-                if len(data.val_y)
-                else None
-            ),
+            val_accuracy=val_accuracy,
         )
         state.history.append(record)
         if on_epoch is not None:
