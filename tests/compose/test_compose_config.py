@@ -39,7 +39,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_compose_accepts_the_file(config: dict) -> None:
-    assert set(config["services"]) == {"redis", "api", "worker"}
+    assert set(config["services"]) == {"redis", "api", "worker", "flower"}
+    assert config["services"]["flower"]["profiles"] == ["monitoring"]  # not started by default
     assert {"redis-data", "models", "mnist"} <= set(config["volumes"])
 
 
