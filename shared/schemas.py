@@ -151,6 +151,32 @@ class ModelInfo(BaseModel):
     sha256: str
     size_bytes: int
     input_scale: float = Field(description="Factor applied to 0..255 pixels before the network.")
+    confusion: list[list[int]] | None = Field(
+        None,
+        description="10x10 confusion matrix on the MNIST test set: rows are the true label, "
+        "columns the predicted one (absent for older models).",
+    )
+    errors: list["Misclassified"] = Field(
+        default_factory=list,
+        description="The first (up to 100) misclassified MNIST test images, in test-set order.",
+    )
+
+
+class Misclassified(BaseModel):
+    index: int = Field(description="Index into the MNIST test set (see GET /dataset/test/{index}).")
+    label: int = Field(description="True label.")
+    predicted: int = Field(description="The model's label.")
+
+
+class DatasetImage(BaseModel):
+    index: int = Field(description="Index into the MNIST test set.")
+    label: int
+    pixels: list[list[int]] = Field(description="28 rows of 28 values, 0..255, white on black.")
+
+
+class DatasetSamples(BaseModel):
+    per_class: int
+    items: list[DatasetImage] = Field(description="The first per_class test images of 0..9.")
 
 
 class ModelList(BaseModel):

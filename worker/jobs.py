@@ -29,7 +29,7 @@ from uuid import UUID, uuid4
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import mnist, training
+from shared import evaluation, mnist, training
 from shared.config import Settings
 from shared.logs import job_context
 from shared.registry import Registry, model_info
@@ -225,6 +225,8 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
             "train_accuracy": train_acc,
             "test_accuracy": test_acc,
             "input_scale": scale,
+            # confusion matrix and first misclassified test images, for the web page
+            **evaluation.evaluate(state.weights, data.test_x, data.test_y, scale).meta(),
         }
         store.save(job_id, state.weights, meta)
         registry.put_model(model_info(store.load(job_id)))
