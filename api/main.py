@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
 from api.limits import BodySizeLimit
-from api.routes import events, health, images, jobs, models, predict
+from api.routes import dataset, events, health, images, jobs, models, predict
 from api.serving import ModelCache
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, predict, images, models, health):
+    for module in (jobs, events, predict, images, models, dataset, health):
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
