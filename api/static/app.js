@@ -498,6 +498,13 @@ async function refreshModels() {
       if (strokes) predictPad();
     };
     row.lastElementChild.append(use);
+    const errors = document.createElement("button");
+    errors.type = "button";
+    errors.className = "show-errors";
+    errors.textContent = "errors";
+    errors.onclick = () => showModelDetail(model);
+    row.lastElementChild.append(" ", errors);
+    row.classList.toggle("selected", model.id === detailModel);
     body.append(row);
     picker.append(new Option(`${model.id.slice(0, 8)} (${percent(model.test_accuracy)})`, model.id));
   }
@@ -509,6 +516,103 @@ $("#model-picker").addEventListener("change", () => {
 });
 $("#key-button").addEventListener("click", () => askForKey());
 
+// ---------------------------------------------------------------- dataset and a model's errors
+
+let detailModel = null;
+
+function digitCanvas(pixels, title = "") {
+  const canvas = document.createElement("canvas");
+  canvas.width = 28;
+  canvas.height = 28;
+  canvas.className = "digit";
+  canvas.title = title;
+  const g = canvas.getContext("2d");
+  const image = g.createImageData(28, 28);
+  pixels.flat().forEach((v, i) => image.data.set([v, v, v, 255], 4 * i));
+  g.putImageData(image, 0, 0);
+  return canvas;
+}
+
+async function loadDataset() {
+  const grid = $("#dataset-grid");
+  try {
+    const samples = await api("/dataset/samples?per_class=12");
+    grid.replaceChildren();
+    for (let digit = 0; digit < 10; digit++) {
+      const row = document.createElement("div");
+      row.className = "class-row";
+      row.dataset.label = String(digit);
+      row.append(Object.assign(document.createElement("span"), { textContent: String(digit) }));
+      for (const item of samples.items.filter((s) => s.label === digit)) {
+        row.append(digitCanvas(item.pixels, `test image ${item.index}`));
+      }
+      grid.append(row);
+    }
+    grid.dataset.count = String(samples.items.length);
+  } catch (error) {
+    grid.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: error.message }));
+  }
+}
+
+function drawConfusion(confusion) {
+  const table = $("#confusion");
+  table.replaceChildren();
+  const head = table.insertRow();
+  head.append(Object.assign(document.createElement("th"), { textContent: "true \\ pred" }));
+  for (let p = 0; p < 10; p++) head.append(Object.assign(document.createElement("th"), { textContent: String(p) }));
+  confusion.forEach((counts, truth) => {
+    const row = table.insertRow();
+    row.append(Object.assign(document.createElement("th"), { textContent: String(truth) }));
+    const total = counts.reduce((a, b) => a + b, 0) || 1;
+    counts.forEach((count, predicted) => {
+      const cell = row.insertCell();
+      cell.textContent = String(count);
+      const share = count / total;
+      // the diagonal in blue by its share of the row, mistakes in red (stronger: small shares show)
+      cell.style.background = truth === predicted
+        ? `rgba(37, 99, 235, ${(0.1 + 0.6 * share).toFixed(3)})`
+        : count ? `rgba(185, 28, 28, ${Math.min(0.7, 0.08 + 4 * share).toFixed(3)})` : "";
+      cell.title = `${count} test images of ${truth} read as ${predicted}`;
+    });
+  });
+}
+
+async function showModelDetail(model) {
+  detailModel = model.id;
+  for (const row of document.querySelectorAll("#models tbody tr")) {
+    row.classList.toggle("selected", row.dataset.id === model.id);
+  }
+  const box = $("#model-detail");
+  box.hidden = false;
+  $("#detail-model").textContent = `model ${model.id.slice(0, 8)}, test accuracy ${percent(model.test_accuracy)}`;
+  const grid = $("#errors-grid");
+  grid.replaceChildren();
+  grid.dataset.count = "0";
+  if (!model.confusion) {
+    $("#confusion").replaceChildren();
+    $("#errors-caption").textContent = "this model was trained before confusion matrices were stored";
+    return;
+  }
+  drawConfusion(model.confusion);
+  const wrong = model.confusion.flat().reduce((a, b) => a + b, 0) - model.confusion.reduce((a, row, i) => a + row[i], 0);
+  $("#errors-caption").textContent = `misclassified test images (true → predicted): the first ${model.errors.length} of ${wrong}`;
+  try {
+    const images = await Promise.all(model.errors.map((e) => api(`/dataset/test/${e.index}`)));
+    if (detailModel !== model.id) return; // another model was picked meanwhile
+    images.forEach((image, i) => {
+      const error = model.errors[i];
+      const figure = document.createElement("figure");
+      figure.dataset.index = String(error.index);
+      figure.append(digitCanvas(image.pixels, `test image ${error.index}`));
+      figure.append(Object.assign(document.createElement("figcaption"), { textContent: `${error.label} → ${error.predicted}` }));
+      grid.append(figure);
+    });
+    grid.dataset.count = String(images.length);
+  } catch (error) {
+    grid.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: error.message }));
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 buildBars();
@@ -519,5 +623,6 @@ buildForm().catch((error) => {
 });
 refreshJobs();
 refreshModels();
+loadDataset();
 setInterval(refreshJobs, 2000);
 setInterval(refreshModels, 10000);
