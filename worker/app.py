@@ -23,6 +23,7 @@ app.conf.task_time_limit = settings.job_time_limit_seconds + 60
 
 log = logging.getLogger(__name__)
 _stop_recovery = threading.Event()
+_stopping = False
 
 
 def blas_threads() -> int:
@@ -75,7 +76,16 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 @worker_shutting_down.connect
 def _on_worker_stopping(sender: str | None = None, **_: Any) -> None:
-    """Tell this worker's jobs to checkpoint and go back to the queue."""
+    """Tell this worker's jobs to checkpoint and go back to the queue.
+
+    Celery sends this from its signal handler, which a second signal (Ctrl-C, then
+    SIGTERM) can re-enter: only the first call may take locks (Event, Redis pool),
+    or the nested one deadlocks on them.
+    """
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     _stop_recovery.set()
     if sender:
         try:
