@@ -44,7 +44,7 @@ class Workspace:
     Allocated once for the largest batch of a run; :meth:`rows` gives views for
     a batch of ``n`` rows (leading rows of C-ordered arrays stay contiguous).
     hidden, delta_hidden, deriv: (batch, hidden); logits, delta_out, softplus:
-    (batch, outputs); grads and penalty: shaped like the weights.
+    (batch, outputs); ones: (batch,); grads and penalty: shaped like the weights.
     """
 
     hidden: np.ndarray
@@ -53,6 +53,7 @@ class Workspace:
     delta_hidden: np.ndarray
     deriv: np.ndarray
     softplus: np.ndarray
+    ones: np.ndarray
     grads: Weights
     penalty: Weights
 
@@ -77,12 +78,13 @@ class Workspace:
             delta_hidden=hidden(),
             deriv=hidden(),
             softplus=output(),
+            ones=np.ones(batch, dtype),
             grads=like_weights(),
             penalty=like_weights(),
         )
 
     def rows(self, n: int) -> "Workspace":
-        per_batch = ("hidden", "logits", "delta_out", "delta_hidden", "deriv", "softplus")
+        per_batch = ("hidden", "logits", "delta_out", "delta_hidden", "deriv", "softplus", "ones")
         return Workspace(
             **{name: getattr(self, name)[:n] for name in per_batch},
             grads=self.grads,
@@ -202,10 +204,12 @@ def backward(
     np.multiply(deriv, hidden, out=deriv)  # sigmoid'(z) = a(1-a)
     np.multiply(delta_hidden, deriv, out=delta_hidden)
     grads = ws.grads
+    # bias gradients are column sums, taken as ones @ delta: a BLAS matrix-vector
+    # product, several times faster than np.sum(axis=0) on these shapes
     np.matmul(delta_hidden.T, x, out=grads.w1)
-    np.sum(delta_hidden, axis=0, out=grads.b1)
+    np.matmul(ws.ones, delta_hidden, out=grads.b1)
     np.matmul(delta_out.T, hidden, out=grads.w2)
-    np.sum(delta_out, axis=0, out=grads.b2)
+    np.matmul(ws.ones, delta_out, out=grads.b2)
     for grad, weight, scratch in ((grads.w1, w.w1, ws.penalty.w1), (grads.w2, w.w2, ws.penalty.w2)):
         if l2:
             np.multiply(weight, l2, out=scratch)

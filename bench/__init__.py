@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run from the repo root, e.g. ``.venv/bin/python -m bench.trainer``."""
