@@ -87,6 +87,36 @@ class TrainParams(BaseModel):
         return self
 
 
+class Preset(StrEnum):
+    """Named starting points for ``POST /jobs?preset=``; body fields override them."""
+
+    book = "book"
+    fast = "fast"
+
+
+PRESETS: dict[Preset, dict[str, object]] = {
+    Preset.book: {},
+    # >= 97.5% test accuracy in well under a minute on 2 cores (BENCHMARKS.md).
+    Preset.fast: {
+        "n_hidden": 100,
+        "input_scaling": "unit",
+        "epochs": 30,
+        "minibatches": 600,
+        "eta": 0.02,
+        "l2": 0.005,
+        "alpha": 0.0,
+        "lr_schedule": "inverse",
+        "decrease_const": 0.05,
+    },
+}
+
+
+def with_preset(preset: Preset | None, params: TrainParams | None) -> TrainParams:
+    """The preset's values, then whatever the request set explicitly."""
+    given = params.model_dump(exclude_unset=True) if params is not None else {}
+    return TrainParams.model_validate({**PRESETS[preset or Preset.book], **given})
+
+
 class JobStatus(StrEnum):
     queued = "queued"
     running = "running"

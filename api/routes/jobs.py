@@ -4,13 +4,25 @@ import hashlib
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from api.deps import PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
 from shared.queue import TRAIN_TASK
 from shared.registry import JobNotFound
-from shared.schemas import ErrorBody, Job, JobAccepted, JobList, JobPublic, JobStatus, TrainParams
+from shared.schemas import (
+    ErrorBody,
+    Job,
+    JobAccepted,
+    JobList,
+    JobPublic,
+    JobStatus,
+    Preset,
+    TrainParams,
+    with_preset,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=REDIS_DOWN)
 
@@ -38,13 +50,22 @@ def submit_job(
     settings: SettingsDep,
     response: Response,
     params: Annotated[TrainParams | None, Body()] = None,
+    preset: Annotated[
+        Preset | None,
+        Query(description="Start from named settings: `book` (the defaults) or `fast`."),
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="Retrying with the same key returns the same job."),
     ] = None,
 ) -> JobAccepted:
     """Queue a training job; every hyper-parameter is optional (defaults: the book's run)."""
-    params = params or TrainParams()
+    try:
+        params = with_preset(preset, params)
+    except ValidationError as exc:  # the preset and the body together can clash
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from None
     job = Job(id=uuid4(), params=params, epochs=params.epochs)
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(params.model_dump_json().encode()).hexdigest()

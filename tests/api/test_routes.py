@@ -193,3 +193,15 @@ def test_job_status_values(registry: Registry, client: TestClient) -> None:
     registry.finish_job(job_id, JobStatus.failed, error="boom")
     job = client.get(f"/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"] == "boom"
+
+
+def test_fast_preset_with_overrides(client: TestClient) -> None:
+    job_id = client.post("/jobs?preset=fast", json={"epochs": 12}).json()["id"]
+    params = client.get(f"/jobs/{job_id}").json()["params"]
+    assert params["n_hidden"] == 100 and params["input_scaling"] == "unit"
+    assert params["lr_schedule"] == "inverse" and params["epochs"] == 12
+    book = client.post("/jobs?preset=book").json()["id"]
+    assert client.get(f"/jobs/{book}").json()["params"]["n_hidden"] == 50
+    assert client.post("/jobs?preset=turbo").status_code == 422
+    clash = client.post("/jobs?preset=fast", json={"train_size": 100})  # 600 mini-batches
+    assert clash.status_code == 422 and "minibatches" in clash.text
