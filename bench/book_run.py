@@ -69,6 +69,11 @@ def main() -> None:
         ("test accuracy", f"{test_acc:.2%}", f"{BOOK_TEST:.1%}"),
     ]
     body = table(("", "ours (float32)", "book's code"), rows)
+    blocks = [seconds[i : i + 100] for i in range(0, len(seconds), 100)]
+    body += (
+        "\n\nMedian s/epoch by 100-epoch block (the machine's speed over the run): "
+        + ", ".join(f"{median(b):.3f}" for b in blocks)
+    )
     verdict = []
     if params.epochs == 1000:
         verdict.append(
