@@ -10,8 +10,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/livez", response_model=Health)
-def livez() -> Health:
-    """The process is up."""
+async def livez() -> Health:
+    """The process is up (answered on the event loop: a busy thread pool cannot stall it)."""
     return Health(status="ok")
 
 
