@@ -15,7 +15,7 @@ from api.serving import ModelCache
 from shared.config import Settings, get_settings
 from shared.logs import configure_logging
 from shared.queue import make_celery
-from shared.registry import Registry
+from shared.registry import ModelIndex, Registry
 from shared.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             predictions = "too" if settings.protect_predict else "not (PROTECT_PREDICT=false)"
             log.info("API key required for changes; for predictions %s", predictions)
+        # redis.asyncio connections belong to the event loop that made them: this one
+        app.state.model_index = ModelIndex.from_url(settings.redis_url, settings.key_prefix)
         yield
+        await app.state.model_index.redis.aclose()
         app.state.registry.redis.close()
 
     app = FastAPI(

@@ -20,10 +20,11 @@ at start-up), so a Redis that lost its data serves the same models again.
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 import redis
+import redis.asyncio
 
 from shared.schemas import EpochRecord, Job, JobPublic, JobStatus, ModelInfo, utcnow
 from shared.store import LoadedModel, ModelFileError, ModelStore
@@ -51,6 +52,18 @@ class JobNotFound(LookupError):
     pass
 
 
+CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "health_check_interval": 30,
+}
+
+
+def _key(prefix: str, *parts: object) -> str:
+    return prefix + ":".join(str(p) for p in parts)
+
+
 class Registry:
     def __init__(self, client: redis.Redis, prefix: str = "mnist:") -> None:
         self.redis = client
@@ -58,17 +71,10 @@ class Registry:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "mnist:") -> "Registry":
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-        )
-        return cls(client, prefix)
+        return cls(redis.Redis.from_url(url, **CLIENT_OPTIONS), prefix)
 
     def _key(self, *parts: object) -> str:
-        return self.prefix + ":".join(str(p) for p in parts)
+        return _key(self.prefix, *parts)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -295,3 +301,25 @@ def model_info(model: LoadedModel) -> ModelInfo:
     return ModelInfo.model_validate(
         {**model.meta, "id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes}
     )
+
+
+class ModelIndex:
+    """The model index read with redis.asyncio, for ``POST /predict``: awaiting Redis on
+    the event loop costs a fraction of a hop to a worker thread and back, and a slow
+    Redis still cannot block the loop. Writes stay with :class:`Registry`."""
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str = "mnist:") -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "mnist:") -> "ModelIndex":
+        return cls(redis.asyncio.Redis.from_url(url, **CLIENT_OPTIONS), prefix)
+
+    async def latest_model_id(self) -> UUID | None:
+        newest = cast(list[str], await self.redis.zrevrange(_key(self.prefix, "models"), 0, 0))
+        return UUID(newest[0]) if newest else None
+
+    async def get_model(self, model_id: UUID) -> ModelInfo | None:
+        raw = await self.redis.get(_key(self.prefix, "model", model_id))
+        return ModelInfo.model_validate_json(raw) if raw else None

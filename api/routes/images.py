@@ -5,9 +5,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import imaging
-from api.deps import ModelsDep, RegistryDep, require_api_key_for_predict
+from api.deps import ModelIndexDep, ModelsDep, require_api_key_for_predict
 from api.metrics import count_predictions
 from api.routes.predict import serving_model
 from api.serving import predict
@@ -46,8 +47,8 @@ class ImagePrediction(Prediction):
         503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
     },
 )
-def predict_image(
-    registry: RegistryDep,
+async def predict_image(
+    index: ModelIndexDep,
     models: ModelsDep,
     file: Annotated[UploadFile, File(description="A PNG, JPEG, ... picture of one digit.")],
     model_id: Annotated[UUID | None, Form(description="Default: the newest model.")] = None,
@@ -59,13 +60,13 @@ def predict_image(
     aspect ratio, centred by centre of mass in 28x28. The answer is that of
     ``/predict`` plus the 28x28 ``pixels`` the model saw.
     """
-    data = file.file.read(imaging.MAX_IMAGE_BYTES + 1)
+    data = await file.read(imaging.MAX_IMAGE_BYTES + 1)
     try:
-        pixels = imaging.image_to_mnist(data)
+        pixels = await run_in_threadpool(imaging.image_to_mnist, data)
     except imaging.ImageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    model = serving_model(model_id, registry, models)
-    probabilities = predict(model, [pixels.ravel().tolist()])[0]
+    model = await serving_model(model_id, index, models)
+    probabilities = predict(model, pixels.reshape(1, -1))[0]
     count_predictions(1, "/predict/image")
     return ImagePrediction(
         label=int(probabilities.argmax()),

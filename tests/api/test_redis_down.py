@@ -16,6 +16,8 @@ def test_redis_down_gives_503_with_retry_after(tmp_path: Path) -> None:
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert "id" not in response.json() and "Redis" in response.json()["detail"]
+        prediction = client.post("/predict", json={"pixels": [0] * 784})
+        assert prediction.status_code == 503 and prediction.headers["retry-after"] == "5"
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
         assert client.get("/livez").status_code == 200

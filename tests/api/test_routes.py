@@ -141,6 +141,17 @@ def test_predict_with_unknown_model_id(client: TestClient, trained: uuid.UUID) -
     assert bad.status_code == 422
 
 
+def test_a_model_in_memory_serves_without_its_registry_entry(
+    client: TestClient, trained: uuid.UUID, registry: Registry
+) -> None:
+    """Models never change once registered, so a loaded one needs no Redis read by id."""
+    body = {"pixels": [0] * 784, "model_id": str(trained)}
+    first = client.post("/predict", json=body).json()
+    registry.redis.delete(registry._key("model", trained))  # as if Redis lost it
+    again = client.post("/predict", json=body)
+    assert again.status_code == 200 and again.json() == first
+
+
 def test_models_listed_and_described(client: TestClient, trained: uuid.UUID) -> None:
     page = client.get("/models").json()
     assert page["total"] == 1
@@ -184,7 +195,9 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     ):
         assert path in paths
     schemas = spec["components"]["schemas"]
-    assert schemas["TrainParams"]["examples"] and schemas["PredictRequest"]["examples"]
+    predict_body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert schemas["TrainParams"]["examples"] and predict_body["schema"]["examples"]
+    assert "422" in paths["/predict"]["post"]["responses"]
     assert schemas["TrainParams"]["properties"]["epochs"]["maximum"] == 5000
 
 
