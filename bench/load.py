@@ -89,10 +89,11 @@ class Report:
             statuses = ", ".join(f"{s}: {n}" for s, n in sorted(k.statuses.items())) or "none"
             errors = ", ".join(f"{e}: {n}" for e, n in sorted(k.transport_errors.items()))
             accuracy = f"{k.images_correct / k.images_checked:.2%}" if k.images_checked else "n/a"
-            rows.append((k.name, k.count, f"{k.ms(50):.1f}", f"{k.ms(99):.1f}",
+            rate = f"{k.count / self.duration:.1f}" if self.duration else "n/a"
+            rows.append((k.name, k.count, rate, f"{k.ms(50):.1f}", f"{k.ms(99):.1f}",
                          statuses, errors or "0", accuracy))  # fmt: skip
         body = table(
-            ("request", "n", "p50 ms", "p99 ms", "HTTP statuses", "transport errors",
+            ("request", "n", "per s", "p50 ms", "p99 ms", "HTTP statuses", "transport errors",
              "labels correct"),
             rows,
         )  # fmt: skip
@@ -213,9 +214,11 @@ async def cancel(client: httpx.AsyncClient, jobs: list[str]) -> dict[str, str]:
             print(f"cancelling {job_id}: {response.status_code} {response.text[:200]}")
     deadline = time.monotonic() + 60
     while True:
-        statuses = {j: await job_status(client, j) for j in jobs}
-        if all(s in FINISHED for s in statuses.values()) or time.monotonic() > deadline:
-            return statuses
+        records = [(await client.get(f"/jobs/{j}")).json() for j in jobs]
+        if all(r["status"] in FINISHED for r in records) or time.monotonic() > deadline:
+            return {
+                r["id"]: f"{r['status']} at epoch {r['epoch']} of {r['epochs']}" for r in records
+            }
         await asyncio.sleep(0.2)
 
 
