@@ -63,6 +63,8 @@ def test_readme_quickstart_against_scripts_dev(tmp_path: Path) -> None:
         os.killpg(dev.pid, signal.SIGINT)
         dev.wait(30)
     assert not _ready(port), "scripts/dev left the API running"
+    # the registry stayed with the models, out of the checkout
+    assert list((tmp_path / "redis").iterdir()), "no Redis data beside MODEL_DIR"
     log = (tmp_path / "dev.log").read_text()
     redis_port = re.search(r"redis://127\.0\.0\.1:(\d+)/0", log)
     assert redis_port, log
