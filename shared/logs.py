@@ -55,6 +55,6 @@ def configure_logging(level: str, fmt: str = "json") -> None:
         else logging.Formatter(TEXT_FORMAT)
     )
     handler.addFilter(_JobIdFilter(as_json))
-    handler._mnist = True  # type: ignore[attr-defined]
+    handler._mnist = True  # type: ignore[union-attr]
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -138,7 +138,7 @@ def forward(
 
 def onehot(labels: np.ndarray, n_classes: int, dtype: type) -> np.ndarray:
     """(batch, classes) targets, built once per training run."""
-    out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    out: np.ndarray = np.zeros((labels.shape[0], n_classes), dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = 1.0
     return out
 

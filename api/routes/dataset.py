@@ -6,7 +6,7 @@ needs it, and never downloads it (the worker does): missing files answer 503.
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
@@ -24,7 +24,9 @@ N_TEST = 10_000
 _lock = threading.Lock()
 _loaded: dict[Path, mnist.Mnist] = {}
 
-UNAVAILABLE = {503: {"model": ErrorBody, "description": "MNIST is not in MNIST_DIR."}}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "MNIST is not in MNIST_DIR."}
+}
 
 
 def load_test_set(directory: Path) -> mnist.Mnist:
