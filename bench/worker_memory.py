@@ -1,0 +1,464 @@
+"""Worker memory (issue 3): RSS of the real Celery worker while it trains on all of MNIST.
+Target: ≤ 400 MB RSS with MNIST loaded.
+
+Starts a private ``redis-server`` (loopback, free port, nothing on disk) and the worker
+exactly as compose and ``scripts/dev`` run it, ``celery -A worker.app worker``, with
+``--concurrency 1`` (``--concurrency N`` sets WORKER_CONCURRENCY too; REDIS_URL, a
+temporary MODEL_DIR, MNIST_DIR from the environment or ``../shared/mnist``;
+MNIST_DOWNLOAD=false). Each run submits one training job per pool child the way
+``POST /jobs`` does (job record in the registry, then ``send_task``), samples every
+~0.2 s the RSS (``VmRSS``) and PSS (``smaps_rollup``) of the worker's main process and
+of its pool child(ren), and reads each one's peak (``VmHWM``, reset before every run
+through ``clear_refs``) once the job has succeeded. Then SIGTERM to the worker, then
+to Redis, whatever happened.
+
+RSS counts the pages a fork shares with its parent in both processes, so the sum of
+the RSS columns over-counts; the PSS sum splits shared pages between the sharers and
+is what the processes take together.
+
+    .venv/bin/python -m bench.worker_memory
+    .venv/bin/python -m bench.worker_memory --runs book --epochs 5
+    .venv/bin/python -m bench.worker_memory --concurrency 2   # two children, two jobs at once
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID, uuid4
+
+from bench.common import REPO, mnist_dir, record, table
+from shared.config import Settings
+from shared.queue import TRAIN_TASK, make_celery
+from shared.registry import Registry
+from shared.schemas import Job, JobStatus, Preset, TrainParams, with_preset
+
+TARGET_MB = 400.0
+MIB = 1024 * 1024
+FINISHED = {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
+
+
+# /proc
+
+
+def _status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def rss_mb(pid: int) -> float | None:
+    kb = _status_kb(pid, "VmRSS")
+    return kb / 1024 if kb is not None else None
+
+
+def hwm_mb(pid: int) -> float | None:
+    kb = _status_kb(pid, "VmHWM")
+    return kb / 1024 if kb is not None else None
+
+
+def pss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(set(found))
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: ``echo 5 > clear_refs``)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+# processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+    """SIGTERM once; SIGKILL to its process group only if it outlives ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{name} (pid {proc.pid}) still up {timeout:.0f} s after SIGTERM: SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: connects(port) or proc.poll() is not None, 10, "redis-server")
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(proc, "redis-server", 10)
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str], log: Path, concurrency: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery -A worker.app worker --concurrency N``, as compose runs it."""
+    celery = Path(sys.executable).parent / "celery"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(celery), "-A", "worker.app", "worker", "--loglevel", "INFO",
+             "--concurrency", str(concurrency)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop(proc, "celery worker", 60)
+
+
+# sampling
+
+
+@dataclass
+class Proc:
+    pid: int
+    role: str
+    idle_mb: float | None = None  # RSS when the job was submitted
+    peak_rss_mb: float = 0.0  # highest sampled VmRSS
+    peak_pss_mb: float = 0.0
+    hwm_mb: float | None = None  # VmHWM after the job
+    after_mb: float | None = None  # RSS after the job
+    after_pss_mb: float | None = None
+
+
+@dataclass
+class Run:
+    name: str
+    params: TrainParams
+    job_ids: list[UUID]
+    statuses: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    test_accuracies: list[float] = field(default_factory=list)
+    procs: dict[int, Proc] = field(default_factory=dict)
+    samples: int = 0
+    peak_sum_rss_mb: float = 0.0  # highest sum over one sample
+    peak_sum_pss_mb: float = 0.0
+    hwm_reset: bool = False
+
+
+class Sampler:
+    """Samples the worker and its children every ``interval`` s in a thread."""
+
+    def __init__(self, main_pid: int, run: Run, interval: float) -> None:
+        self.main_pid, self.run, self.interval = main_pid, run, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def pids(self) -> list[tuple[int, str]]:
+        return [(self.main_pid, "worker main process"), *(
+            (c, "pool child") for c in children(self.main_pid)
+        )]  # fmt: skip
+
+    def sample(self) -> None:
+        total_rss = total_pss = 0.0
+        for pid, role in self.pids():
+            rss = rss_mb(pid)
+            if rss is None:
+                continue
+            pss = pss_mb(pid) or 0.0
+            proc = self.run.procs.setdefault(pid, Proc(pid, role, idle_mb=rss))
+            proc.peak_rss_mb = max(proc.peak_rss_mb, rss)
+            proc.peak_pss_mb = max(proc.peak_pss_mb, pss)
+            total_rss += rss
+            total_pss += pss
+        self.run.samples += 1
+        self.run.peak_sum_rss_mb = max(self.run.peak_sum_rss_mb, total_rss)
+        self.run.peak_sum_pss_mb = max(self.run.peak_sum_pss_mb, total_pss)
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measure(
+    name: str,
+    params: TrainParams,
+    n_jobs: int,
+    worker: subprocess.Popen[bytes],
+    registry: Registry,
+    settings: Settings,
+    interval: float,
+    timeout: float,
+) -> Run:
+    """``n_jobs`` identical jobs at once (one per pool child), submitted as ``POST /jobs``
+    does it, sampled until all have finished."""
+    jobs = [Job(id=uuid4(), params=params, epochs=params.epochs) for _ in range(n_jobs)]
+    run = Run(name, params, [job.id for job in jobs])
+    pids = [worker.pid, *children(worker.pid)]
+    run.hwm_reset = all(reset_peak(pid) for pid in pids)
+    celery = make_celery(settings, main="bench")
+    with Sampler(worker.pid, run, interval) as sampler:
+        started = time.monotonic()
+        for job in jobs:
+            registry.create_job(job)
+            celery.send_task(TRAIN_TASK, args=[str(job.id)], task_id=str(job.id))
+        print(f"{name}: {n_jobs} job(s) submitted "
+              f"({params.model_dump_json(exclude_defaults=True)})")  # fmt: skip
+        last = ""
+        while True:
+            records = [registry.get_job(job.id) for job in jobs]
+            if any(r is None for r in records):
+                raise RuntimeError("a job record vanished")
+            done = [r for r in records if r is not None]
+            progress = ", ".join(f"{r.status.value} {r.epoch}/{r.epochs}" for r in done)
+            if progress != last:
+                last = progress
+                total = sum(rss_mb(p) or 0.0 for p, _ in sampler.pids())
+                print(f"  {progress}; RSS sum {total:.0f} MB")
+            if all(r.status in FINISHED for r in done):
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"jobs not finished after {timeout} s: {progress}")
+            time.sleep(interval)
+        run.seconds = time.monotonic() - started
+        run.statuses = [r.status.value for r in done]
+        run.test_accuracies = [r.test_accuracy for r in done if r.test_accuracy is not None]
+        time.sleep(1.0)  # the tasks return to the pool; then "after the job"
+        sampler.sample()
+    for proc in run.procs.values():
+        proc.hwm_mb = hwm_mb(proc.pid)
+        proc.after_mb = rss_mb(proc.pid)
+        proc.after_pss_mb = pss_mb(proc.pid)
+    return run
+
+
+# report
+
+
+def _mb(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "gone"
+
+
+def report(run: Run) -> tuple[str, bool]:
+    procs = sorted(run.procs.values(), key=lambda p: (p.role != "worker main process", p.pid))
+    rows: list[Sequence[object]] = [
+        (f"{p.role} (pid {p.pid})", _mb(p.idle_mb), f"{p.peak_rss_mb:.0f}", _mb(p.hwm_mb),
+         _mb(p.after_mb), f"{p.peak_pss_mb:.0f}", _mb(p.after_pss_mb))
+        for p in procs
+    ]  # fmt: skip
+    hwm_sum = sum(p.hwm_mb or p.peak_rss_mb for p in procs)
+    after_sum = sum(p.after_mb or 0.0 for p in procs)
+    rows.append(
+        ("**sum**", _mb(sum(p.idle_mb or 0.0 for p in procs)),
+         f"{run.peak_sum_rss_mb:.0f} (one sample)", f"**{hwm_sum:.0f}**", f"{after_sum:.0f}",
+         f"{run.peak_sum_pss_mb:.0f} (one sample)",
+         f"{sum(p.after_pss_mb or 0.0 for p in procs):.0f}")
+    )  # fmt: skip
+    body = table(
+        ("process", "RSS at submit MB", "peak RSS sampled MB", "peak RSS (VmHWM) MB",
+         "RSS after job MB", "peak PSS sampled MB", "PSS after job MB"),
+        rows,
+    )  # fmt: skip
+    succeeded = bool(run.statuses) and all(s == "succeeded" for s in run.statuses)
+    met = hwm_sum <= TARGET_MB and succeeded
+    accuracy = ", ".join(f"{a:.2%}" for a in run.test_accuracies) or "none"
+    jobs = f"{len(run.job_ids)} jobs at once" if len(run.job_ids) > 1 else "one job"
+    lines = [
+        f"**{run.name}**, {jobs}: `{run.params.model_dump_json(exclude_defaults=True)}` "
+        f"({run.params.n_hidden} hidden units, all 60,000 training images): "
+        f"{', '.join(run.statuses)} in {run.seconds:.1f} s, test accuracy {accuracy}; "
+        f"{run.samples} samples.",
+        "",
+        body,
+        "",
+        f"Sum of the processes' peaks (VmHWM; an upper bound, the peaks need not coincide, "
+        f"and shared pages count in each process): {hwm_sum:.0f} MB against the "
+        f"{TARGET_MB:.0f} MB target: **{'met' if met else 'missed'}**"
+        + ("" if run.hwm_reset else " (VmHWM could not be reset before the run)"),
+    ]
+    return "\n".join(lines), met
+
+
+# main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--runs",
+        default="book,fast",
+        help="comma-separated presets to train one after the other in the same worker",
+    )
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of every run")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="celery --concurrency (pool children); each run submits this many jobs at once",
+    )
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per job, at most")
+    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
+def worker_env(redis_url: str, model_dir: Path, concurrency: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
+    env.update(
+        REDIS_URL=redis_url,
+        MODEL_DIR=str(model_dir),
+        MNIST_DIR=str(mnist_dir()),
+        MNIST_DOWNLOAD="false",  # never download: measure the data that is there
+        PYTHONUNBUFFERED="1",
+        # as compose sets it: BLAS threads per child default to cores / WORKER_CONCURRENCY
+        WORKER_CONCURRENCY=str(concurrency),
+    )
+    return env
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so that the finally blocks run
+
+
+def main(argv: Sequence[str] | None = None) -> bool:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    presets = [Preset(name.strip()) for name in args.runs.split(",") if name.strip()]
+    if not (mnist_dir() / "train-images-idx3-ubyte.gz").exists():
+        raise SystemExit(f"MNIST not found in {mnist_dir()} (set MNIST_DIR)")
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="worker-memory-") as tmp:
+        root = Path(tmp)
+        (root / "redis").mkdir()
+        log = root / "worker.log"
+        try:
+            with (
+                redis_server(root / "redis") as redis_url,
+                celery_worker(
+                    worker_env(redis_url, root / "models", args.concurrency), log, args.concurrency
+                ) as worker,
+            ):
+                settings = Settings(redis_url=redis_url, model_dir=root / "models")
+                registry = Registry.from_url(redis_url, settings.key_prefix)
+                wait_until(
+                    lambda: b"ready" in log.read_bytes() or worker.poll() is not None,
+                    120,
+                    "the worker to be ready",
+                )
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited with {worker.returncode}")
+                print(f"worker ready: pid {worker.pid}, pool {children(worker.pid)}")
+                for preset in presets:
+                    params = with_preset(preset, TrainParams(epochs=args.epochs))
+                    run = measure(
+                        f"{preset.value} preset", params, args.concurrency, worker, registry,
+                        settings, args.interval, args.timeout,
+                    )  # fmt: skip
+                    runs.append(run)
+                    if any(s != "succeeded" for s in run.statuses):
+                        break
+        except BaseException:
+            print(f"--- last lines of the worker's log ({log}) ---")
+            with contextlib.suppress(OSError):
+                print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            raise
+    texts, verdicts = [], []
+    for run in runs:
+        text, met = report(run)
+        texts.append(text)
+        verdicts.append(met)
+    body = "\n\n".join(
+        [
+            f"`celery -A worker.app worker --loglevel INFO --concurrency {args.concurrency}` "
+            f"({args.concurrency} pool child(ren)), "
+            f"private redis-server, MNIST from `{mnist_dir()}`; runs one after the other in the "
+            f"same worker, sampled every {args.interval} s. MB = 2^20 bytes.",
+            *texts,
+        ]
+    )
+    print(f"\n{body}")
+    if not args.no_record:
+        record("Worker memory: the Celery worker training on all of MNIST", body,
+               packages=("celery", "redis"))  # fmt: skip
+    return bool(verdicts) and all(verdicts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)
