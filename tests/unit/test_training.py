@@ -136,6 +136,16 @@ def test_training_records_the_scheduled_rate(mnist_data: Mnist, schedule: LrSche
     assert state.eta == state.history[-1].eta
 
 
+def test_no_hold_out_trains_on_views_of_the_images(mnist_data: Mnist) -> None:
+    """A job without validation must not copy the 47 MB of training images."""
+    before = mnist_data.train_images.copy()
+    data = training.split(params(epochs=1), mnist_data)
+    assert np.shares_memory(data.train_x, mnist_data.train_images)
+    assert len(data.train_y) == 2000 and len(data.val_y) == 0
+    training.train(params(epochs=1), data)
+    np.testing.assert_array_equal(mnist_data.train_images, before)  # read, never written
+
+
 def test_validation_split_gives_accuracy_every_epoch(mnist_data: Mnist) -> None:
     p = params(epochs=3, validation_fraction=0.2)
     data = training.split(p, mnist_data)
