@@ -78,6 +78,25 @@ def test_corrupt_gzip_is_a_clear_error(tmp_path: Path) -> None:
         mnist.load(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "compressed",
+    [
+        gzip.compress(bytes(range(256)) * 9000),  # 2.2 MB: several chunks
+        gzip.compress(b""),
+        gzip.compress(b"two ") + gzip.compress(b"members"),  # the trailer counts the last
+    ],
+    ids=["chunks", "empty", "two-members"],
+)
+def test_gunzip_matches_the_standard_library(compressed: bytes) -> None:
+    assert bytes(mnist.gunzip(compressed)) == gzip.decompress(compressed)
+
+
+def test_loaded_images_are_read_only(tmp_path: Path) -> None:
+    write_tiny_mnist(tmp_path)
+    with pytest.raises(ValueError, match="read-only"):
+        mnist.load(tmp_path).train_images[0, 0] = 1
+
+
 def test_checksums_are_those_of_the_shipped_files() -> None:
     sums = mnist_dir() / "SHA256SUMS"
     if not sums.exists():
