@@ -46,9 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             predictions = "too" if settings.protect_predict else "not (PROTECT_PREDICT=false)"
             log.info("API key required for changes; for predictions %s", predictions)
         # redis.asyncio connections belong to the event loop that made them: this one
-        app.state.model_index = ModelIndex.from_url(settings.redis_url, settings.key_prefix)
+        index = app.state.model_index = ModelIndex.from_url(settings.redis_url, settings.key_prefix)
+        index.follow()
         yield
-        await app.state.model_index.redis.aclose()
+        await index.aclose()
         app.state.registry.redis.close()
 
     app = FastAPI(

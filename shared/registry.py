@@ -11,12 +11,14 @@ Keys, all under ``Settings.key_prefix`` (``mnist:`` by default):
 - ``idempotency:<key>`` the job an ``Idempotency-Key`` created, for a day
 - ``model:<id>``        the model's :class:`ModelInfo` (JSON)
 - ``models``            sorted set of model ids, scored by creation time
+- ``models:changed``    pub/sub channel: a model id each time one is registered
 
 Model files are the source of truth: :meth:`Registry.rebuild_models` re-creates
 ``model:*`` and ``models`` from ``MODEL_DIR`` (the api and the worker run it
 at start-up), so a Redis that lost its data serves the same models again.
 """
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -248,9 +250,11 @@ class Registry:
     # models
 
     def put_model(self, info: ModelInfo) -> None:
+        """Register a model and announce it (before its job reads "succeeded")."""
         with self.redis.pipeline() as pipe:
             pipe.set(self._key("model", info.id), info.model_dump_json())
             pipe.zadd(self._key("models"), {str(info.id): info.created_at.timestamp()})
+            pipe.publish(self._key("models", "changed"), str(info.id))
             pipe.execute()
 
     def get_model(self, model_id: UUID) -> ModelInfo | None:
@@ -304,22 +308,74 @@ def model_info(model: LoadedModel) -> ModelInfo:
 
 
 class ModelIndex:
-    """The model index read with redis.asyncio, for ``POST /predict``: awaiting Redis on
-    the event loop costs a fraction of a hop to a worker thread and back, and a slow
-    Redis still cannot block the loop. Writes stay with :class:`Registry`."""
+    """The model index as ``POST /predict`` reads it: with redis.asyncio, awaited on the
+    event loop (a hop to a worker thread and back costs more, and a slow Redis cannot
+    block the loop), and the newest model's id without a round trip per request.
+
+    :meth:`follow` (a task of the API's lifespan) subscribes to ``models:changed``, which
+    :meth:`Registry.put_model` announces every model on, then keeps the newest id,
+    re-reading it on each announcement and every ``REFRESH_SECONDS`` (a bound on
+    staleness should the subscription die unnoticed). Whenever it is not subscribed
+    (start-up, Redis restarting), :meth:`latest_model_id` asks Redis. Writes stay with
+    :class:`Registry`.
+    """
+
+    REFRESH_SECONDS = 1.0
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str = "mnist:") -> None:
         self.redis = client
         self.prefix = prefix
+        self._newest: UUID | None = None
+        self._current = False  # _newest holds: subscribed, and re-read since the last news
+        self._following: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "mnist:") -> "ModelIndex":
         return cls(redis.asyncio.Redis.from_url(url, **CLIENT_OPTIONS), prefix)
 
     async def latest_model_id(self) -> UUID | None:
-        newest = cast(list[str], await self.redis.zrevrange(_key(self.prefix, "models"), 0, 0))
-        return UUID(newest[0]) if newest else None
+        return self._newest if self._current else await self._read_latest()
 
     async def get_model(self, model_id: UUID) -> ModelInfo | None:
         raw = await self.redis.get(_key(self.prefix, "model", model_id))
         return ModelInfo.model_validate_json(raw) if raw else None
+
+    def follow(self) -> None:
+        """Start following the announcements (in the running event loop)."""
+        self._following = asyncio.create_task(self._follow(), name="follow model announcements")
+
+    async def aclose(self) -> None:
+        # Not one cancel(): redis-py's reads with a timeout can take a cancellation for
+        # their own timeout (asyncio.timeout in Python 3.11) and carry on.
+        self._closing = True
+        while self._following is not None and not self._following.done():
+            self._following.cancel()
+            await asyncio.wait({self._following}, timeout=0.05)
+        await self.redis.aclose()
+
+    async def _follow(self) -> None:
+        while not self._closing:
+            try:
+                await self._follow_subscribed()
+            except (redis.RedisError, OSError) as exc:
+                log.info("not following model announcements for now: %s", exc)
+            finally:
+                self._current = False
+            await asyncio.sleep(self.REFRESH_SECONDS)
+
+    async def _follow_subscribed(self) -> None:
+        async with self.redis.pubsub() as pubsub:
+            await pubsub.subscribe(_key(self.prefix, "models", "changed"))
+            confirmed = await pubsub.get_message(timeout=CLIENT_OPTIONS["socket_timeout"])
+            if not confirmed or confirmed["type"] != "subscribe":
+                raise redis.RedisError("no confirmation of the subscription")
+            while not self._closing:  # subscribed first, then read: no news falls between
+                self._newest = await self._read_latest()
+                self._current = True
+                await pubsub.get_message(timeout=self.REFRESH_SECONDS)  # news, or time's up
+                self._current = False
+
+    async def _read_latest(self) -> UUID | None:
+        newest = cast(list[str], await self.redis.zrevrange(_key(self.prefix, "models"), 0, 0))
+        return UUID(newest[0]) if newest else None

@@ -1,14 +1,17 @@
 """Every route's contract and error paths, in-process over real Redis."""
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
 from shared.mnist import Mnist
-from shared.registry import Registry
+from shared.registry import ModelIndex, Registry, model_info
 from shared.schemas import JobStatus
+from shared.store import ModelStore
 from tests.api.conftest import images
+from tests.procs import wait_until
 
 
 def test_submit_answers_202_with_location_and_a_queued_record(
@@ -150,6 +153,40 @@ def test_a_model_in_memory_serves_without_its_registry_entry(
     registry.redis.delete(registry._key("model", trained))  # as if Redis lost it
     again = client.post("/predict", json=body)
     assert again.status_code == 200 and again.json() == first
+
+
+def test_a_new_model_serves_as_soon_as_it_is_registered(
+    client: TestClient, trained: uuid.UUID, settings, registry: Registry, monkeypatch
+) -> None:
+    """The API keeps the newest id from the registry's announcements: no periodic
+    re-read may hide a missing one, so it is pushed far out here."""
+    monkeypatch.setattr(ModelIndex, "REFRESH_SECONDS", 600.0)
+    store = ModelStore(settings.model_dir)
+    model = store.load(trained)
+    wait_until(lambda: client.app.state.model_index._current, 10, "API subscribed")
+    for _ in range(10):
+        new_id = uuid.uuid4()
+        meta = {**model.meta, "created_at": datetime.now(UTC).isoformat()}
+        store.save(new_id, model.weights, meta)
+        registry.put_model(model_info(store.load(new_id)))  # as the worker does
+        # the client learns of it from the API (the job's status, here the model itself)
+        assert client.get(f"/models/{new_id}").status_code == 200
+        assert client.post("/predict", json={"pixels": [0] * 784}).json()["model_id"] == str(new_id)
+
+
+def test_the_newest_model_costs_no_redis_read_per_request(
+    client: TestClient, trained: uuid.UUID, raw_redis
+) -> None:
+    wait_until(lambda: client.app.state.model_index._current, 10, "API subscribed")
+
+    def zrevrange_calls() -> int:
+        return int(raw_redis.info("commandstats").get("cmdstat_zrevrange", {}).get("calls", 0))
+
+    before = zrevrange_calls()
+    assert before > 0  # the read at subscription: the counter is the right one
+    for _ in range(20):
+        assert client.post("/predict", json={"pixels": [0] * 784}).status_code == 200
+    assert zrevrange_calls() - before <= 2  # at most the once-a-second re-reads
 
 
 def test_models_listed_and_described(client: TestClient, trained: uuid.UUID) -> None:

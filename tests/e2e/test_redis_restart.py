@@ -35,6 +35,7 @@ def test_redis_restart_and_data_loss(tmp_path: Path) -> None:
     try:
         first = stack.submit(**QUICK)
         assert stack.wait(first)["status"] == "succeeded"
+        assert http.post("/predict", json={"pixels": [0] * 784}).json()["model_id"] == first
 
         stop(redis)
         down = http.post("/jobs", json=QUICK)
@@ -51,6 +52,8 @@ def test_redis_restart_and_data_loss(tmp_path: Path) -> None:
 
         second = stack.submit(**QUICK)  # the idle worker reconnected to the broker
         assert stack.wait(second, timeout=60)["status"] == "succeeded"
+        # and the API, subscribed again to the registry's news, serves the new model
+        assert http.post("/predict", json={"pixels": [0] * 784}).json()["model_id"] == second
     finally:
         http.close()
         stop(worker)
