@@ -270,10 +270,6 @@ class Registry:
     def has_models(self) -> bool:
         return bool(self.redis.exists(self._key("models")))
 
-    def latest_model_id(self) -> UUID | None:
-        newest = cast(list[str], self.redis.zrevrange(self._key("models"), 0, 0))
-        return UUID(newest[0]) if newest else None
-
     def rebuild_models(self, store: ModelStore) -> int:
         """Register every complete, intact model file not yet in Redis; returns how many."""
         added = 0

@@ -1,5 +1,6 @@
 """Job records and the model index against a real (private) redis-server."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared import mlp
-from shared.registry import JobNotFound, Registry
+from shared.registry import JobNotFound, ModelIndex, Registry
 from shared.schemas import EpochRecord, Job, JobStatus, ModelInfo, TrainParams
 from shared.store import ModelStore
 
@@ -100,14 +101,27 @@ def _model(store: ModelStore, minutes_ago: int) -> uuid.UUID:
     return model_id
 
 
-def test_rebuild_models_from_files(registry: Registry, tmp_path: Path) -> None:
+def newest_model(registry: Registry, redis_url: str) -> uuid.UUID | None:
+    """The newest model as the API's ModelIndex reads it (not subscribed: from Redis)."""
+
+    async def read() -> uuid.UUID | None:
+        index = ModelIndex.from_url(redis_url, registry.prefix)
+        try:
+            return await index.latest_model_id()
+        finally:
+            await index.aclose()
+
+    return asyncio.run(read())
+
+
+def test_rebuild_models_from_files(registry: Registry, redis_url: str, tmp_path: Path) -> None:
     """Redis lost its data: the folder alone re-creates the index, newest first."""
     store = ModelStore(tmp_path)
     older, newer = _model(store, 10), _model(store, 1)
     broken = _model(store, 0)
     store.path(broken).write_bytes(b"garbage")
     assert registry.rebuild_models(store) == 2
-    assert registry.latest_model_id() == newer
+    assert newest_model(registry, redis_url) == newer
     items, total = registry.list_models(0, 10)
     assert total == 2 and [m.id for m in items] == [newer, older]
     info = registry.get_model(older)
@@ -115,6 +129,6 @@ def test_rebuild_models_from_files(registry: Registry, tmp_path: Path) -> None:
     assert registry.rebuild_models(store) == 0  # idempotent
 
 
-def test_latest_model_none_when_empty(registry: Registry) -> None:
-    assert registry.latest_model_id() is None
+def test_latest_model_none_when_empty(registry: Registry, redis_url: str) -> None:
+    assert newest_model(registry, redis_url) is None
     assert registry.get_model(uuid.uuid4()) is None
