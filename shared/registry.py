@@ -323,6 +323,7 @@ class ModelIndex:
         self.prefix = prefix
         self._newest: UUID | None = None
         self._current = False  # _newest holds: subscribed, and re-read since the last news
+        self._subscribed = False
         self._following: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -351,13 +352,17 @@ class ModelIndex:
         await self.redis.aclose()
 
     async def _follow(self) -> None:
+        said = False  # once per outage, not every second of it
         while not self._closing:
             try:
                 await self._follow_subscribed()
             except (redis.RedisError, OSError) as exc:
-                log.info("not following model announcements for now: %s", exc)
+                said = said and not self._subscribed
+                if not said:
+                    log.info("not following model announcements for now: %s", exc)
+                    said = True
             finally:
-                self._current = False
+                self._current = self._subscribed = False
             await asyncio.sleep(self.REFRESH_SECONDS)
 
     async def _follow_subscribed(self) -> None:
@@ -366,6 +371,7 @@ class ModelIndex:
             confirmed = await pubsub.get_message(timeout=CLIENT_OPTIONS["socket_timeout"])
             if not confirmed or confirmed["type"] != "subscribe":
                 raise redis.RedisError("no confirmation of the subscription")
+            self._subscribed = True
             while not self._closing:  # subscribed first, then read: no news falls between
                 self._newest = await self._read_latest()
                 self._current = True
