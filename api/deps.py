@@ -11,9 +11,11 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Header, HTTPException, Query, Request
 
-from api.serving import ModelCache
+from api.serving import ModelCache, Server
 from shared.config import Settings
-from shared.registry import ModelIndex, Registry
+from shared.jobstore import JobStore
+from shared.model_index import ModelIndex
+from shared.registry import ModelRegistry
 from shared.store import ModelStore
 
 
@@ -21,8 +23,16 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_registry(request: Request) -> Registry:
+async def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
+
+
+async def get_server(request: Request) -> Server:
+    return request.app.state.server
 
 
 async def get_store(request: Request) -> ModelStore:
@@ -73,7 +83,9 @@ def check_api_key(settings: Settings, x_api_key: str | None, authorization: str 
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RegistryDep = Annotated[Registry, Depends(get_registry)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ServerDep = Annotated[Server, Depends(get_server)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]
 ModelIndexDep = Annotated[ModelIndex, Depends(get_model_index)]

@@ -10,12 +10,16 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
 from api.limits import BodySizeLimit
-from api.routes import dataset, events, health, images, jobs, models, predict
-from api.serving import ModelCache
+from api.routes import aliases, dataset, events, health, images, jobs, models, predict
+from api.serving import ModelCache, Server
 from shared.config import Settings, get_settings
+from shared.jobstore import JobStore
+from shared.keys import Keys
 from shared.logs import configure_logging
+from shared.model_index import ModelIndex
 from shared.queue import make_celery
-from shared.registry import ModelIndex, Registry
+from shared.redis_conn import connect
+from shared.registry import ModelRegistry
 from shared.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -25,7 +29,8 @@ Train the NumPy multi-layer perceptron of Raschka's *Python Machine Learning*
 (ch. 12) on MNIST and classify handwritten digits with it.
 
 `POST /jobs` queues training (answers at once), `GET /jobs/{id}` follows it,
-`POST /predict` classifies 0..255 pixel images with the newest model.
+`POST /predict` classifies 0..255 pixel images with the model the serving alias
+(`production` by default) points at, or the newest model until one is promoted.
 """
 
 
@@ -37,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.model_dir.mkdir(parents=True, exist_ok=True)
         try:
-            app.state.registry.rebuild_models(app.state.store)
+            app.state.registry.rebuild(app.state.store)
         except redis.RedisError as exc:
             log.warning("could not rebuild the model registry at start-up: %s", exc)
         if settings.api_key is None:
@@ -46,11 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             predictions = "too" if settings.protect_predict else "not (PROTECT_PREDICT=false)"
             log.info("API key required for changes; for predictions %s", predictions)
         # redis.asyncio connections belong to the event loop that made them: this one
-        index = app.state.model_index = ModelIndex.from_url(settings.redis_url, settings.key_prefix)
+        index = app.state.model_index = ModelIndex.from_url(
+            settings.redis_url, keys, settings.serving_alias
+        )
+        app.state.server = Server(index, app.state.registry, app.state.models)
+        await _log_serving(index)
         index.follow()
         yield
         await index.aclose()
-        app.state.registry.redis.close()
+        client.close()
 
     app = FastAPI(
         title="mnist-service",
@@ -59,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.registry = Registry.from_url(settings.redis_url, settings.key_prefix)
+    keys = Keys(settings.key_prefix)
+    client = connect(settings.redis_url)
+    app.state.jobs = JobStore(client, keys)
+    app.state.registry = ModelRegistry(client, keys)
     app.state.store = ModelStore(settings.model_dir)
     app.state.models = ModelCache(app.state.store, settings.model_cache_size)
     app.state.queue = make_celery(settings, main="api")
@@ -70,14 +82,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, predict, images, models, dataset, health):
+    for module in (jobs, events, predict, images, models, aliases, dataset, health):
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
     return app
+
+
+async def _log_serving(index: ModelIndex) -> None:
+    """Say once at start what a request without a model gets."""
+    try:
+        serving = await index.serving()
+    except redis.RedisError:
+        return
+    if serving.alias is not None:
+        log.info("serving alias %s -> model %s by default", serving.alias, serving.model_id)
+    else:
+        log.info(
+            "alias %s has no intact model: serving the newest intact model (%s) by default "
+            "until one is promoted",
+            index.serving_alias,
+            serving.model_id,
+        )
 
 
 app = create_app()

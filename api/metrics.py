@@ -44,14 +44,15 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.keys import Keys
 from shared.queue import QUEUE
-from shared.registry import Registry
-from shared.schemas import EpochRecord, Job, JobStatus
+from shared.schemas import AliasChange, AliasSummary, EpochRecord, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +86,19 @@ class _JobFacts:
 class JobsCollector:
     """Service-wide numbers from the job records and history in Redis, per scrape."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
         self._facts: dict[str, _JobFacts] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
         return []  # nothing to check at registration; names are unique in this module
 
-    def _key(self, *parts: object) -> str:
-        return self.registry.prefix + ":".join(str(p) for p in parts)
-
     def _refresh(self) -> None:
         """Bring the per-job facts up to date with Redis."""
-        client = self.registry.redis
-        ids = [str(i) for i in client.zrange(self._key("jobs"), 0, -1)]
+        client = self.redis
+        ids = [str(i) for i in client.zrange(self.keys.jobs(), 0, -1)]
         present = set(ids)
         for gone in set(self._facts) - present:  # Redis lost or expired them
             del self._facts[gone]
@@ -109,8 +108,8 @@ class JobsCollector:
             with client.pipeline(transaction=False) as pipe:
                 for job_id in chunk:
                     facts = self._facts.get(job_id)
-                    pipe.get(self._key("job", job_id))
-                    pipe.lrange(self._key("job", job_id, "history"), facts.rows if facts else 0, -1)
+                    pipe.get(self.keys.job(job_id))
+                    pipe.lrange(self.keys.job_history(job_id), facts.rows if facts else 0, -1)
                 replies = pipe.execute()
             for job_id, raw, rows in zip(chunk, replies[::2], replies[1::2], strict=True):
                 if not raw:
@@ -122,18 +121,35 @@ class JobsCollector:
                     facts = _JobFacts(job.status)
                 elif job.epoch < facts.rows:  # a resumed run cut its history back: recount
                     facts = _JobFacts(job.status)
-                    rows = client.lrange(self._key("job", job_id, "history"), 0, -1)
+                    rows = client.lrange(self.keys.job_history(job_id), 0, -1)
                 facts.status = job.status
                 facts.add(EpochRecord.model_validate_json(row) for row in rows)
                 self._facts[job_id] = facts
 
     def _queue_depth(self) -> int:
-        base = self._key("celery", QUEUE)
+        base = self.keys.celery_queue(QUEUE)
         names = [base if step == 0 else f"{base}\x06\x16{step}" for step in PRIORITY_STEPS]
-        with self.registry.redis.pipeline(transaction=False) as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.llen(name)
             return sum(pipe.execute())
+
+    def _aliases(self) -> list[tuple[AliasSummary, list[AliasChange]]]:
+        summaries = sorted(
+            (
+                AliasSummary.model_validate_json(raw)
+                for raw in self.redis.hgetall(self.keys.aliases()).values()
+            ),
+            key=lambda alias: alias.name,
+        )
+        with self.redis.pipeline(transaction=False) as pipe:
+            for summary in summaries:
+                pipe.lrange(self.keys.alias_history(summary.name), 0, -1)
+            histories = pipe.execute() if summaries else []
+        return [
+            (summary, [AliasChange.model_validate_json(row) for row in rows])
+            for summary, rows in zip(summaries, histories, strict=True)
+        ]
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mnist_redis_up", "1 if Redis answered this scrape, else 0.")
@@ -142,7 +158,8 @@ class JobsCollector:
                 self._refresh()
                 facts = list(self._facts.values())
             depth = self._queue_depth()
-            models = self.registry.redis.zcard(self._key("models"))
+            models = self.redis.zcard(self.keys.models())
+            aliases = self._aliases()
         except redis.RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -161,6 +178,19 @@ class JobsCollector:
             "mnist_queue_depth", "Messages waiting in the Celery training queue.", value=depth
         )
         yield GaugeMetricFamily("mnist_models", "Models in the registry.", value=models)
+        serving = InfoMetricFamily("mnist_alias", "The model each alias points at.")
+        changes = CounterMetricFamily(
+            "mnist_alias_changes",
+            "Alias changes by alias and source (api, rollback, gate), from the kept history.",
+            labels=["alias", "source"],
+        )
+        for summary, history in aliases:
+            serving.add_metric([], {"alias": summary.name, "model_id": str(summary.model_id)})
+            for source in sorted({row.source.value for row in history}):
+                count = sum(row.source.value == source for row in history)
+                changes.add_metric([summary.name, source], count)
+        yield serving
+        yield changes
         yield CounterMetricFamily(
             "mnist_training_epochs",
             "Epochs trained, summed over the jobs in Redis (from their history rows).",
@@ -180,7 +210,7 @@ class JobsCollector:
 class Metrics:
     """The metrics of one app (its own registry, so several apps can live in a process)."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mnist_http_requests",
@@ -208,7 +238,7 @@ class Metrics:
             self.predictions.labels(endpoint)  # present (0) before the first prediction
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.registry.register(JobsCollector(registry))
+        self.registry.register(JobsCollector(client, keys))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -282,6 +312,6 @@ def metrics(request: Request) -> Response:
 
 def install(app: FastAPI) -> None:
     """Metrics for ``app``: ``app.state.metrics``, the middleware and ``GET /metrics``."""
-    app.state.metrics = Metrics(app.state.registry)
+    app.state.metrics = Metrics(app.state.registry.redis, app.state.registry.keys)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(router)

@@ -28,6 +28,7 @@ class PredictInput:
     single: bool
     """The body sent one image (``pixels``), not a batch (``images``)."""
     model_id: UUID | None
+    alias: str | None = None
 
 
 def parse(body: bytes) -> PredictInput:
@@ -43,7 +44,8 @@ def _checked(body: bytes) -> PredictInput:
         raise RequestValidationError(errors) from None
     single = request.pixels is not None
     rows = [request.pixels] if single else request.images
-    return PredictInput(np.array(rows, dtype=np.float32), single, request.model_id)
+    images = np.array(rows, dtype=np.float32)
+    return PredictInput(images, single, request.model_id, request.alias)
 
 
 def _fast(body: bytes) -> PredictInput | None:
@@ -57,8 +59,8 @@ def _fast(body: bytes) -> PredictInput | None:
     if not isinstance(data, dict) or not data.keys() <= FIELDS:
         return None
     pixels, images, model_id = data.get("pixels"), data.get("images"), data.get("model_id")
-    if (pixels is None) == (images is None):
-        return None
+    if (pixels is None) == (images is None) or data.get("alias") is not None:
+        return None  # an alias is rare: PredictRequest checks its pattern
     single = images is None
     rows = pixels if single else images
     if not isinstance(rows, list) or not (single or 1 <= len(rows) <= PREDICT_BATCH_MAX):

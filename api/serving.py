@@ -1,12 +1,23 @@
-"""Loaded models, kept in memory as float32, and the arithmetic of a prediction."""
+"""The serving path, one object for ``/predict`` and ``/predict/image`` alike:
+resolve ``model_id`` / ``alias`` / the default to a loaded, verified model, and predict.
+
+A model whose file fails its check is marked broken in the registry (announced to
+every API process), so default serving moves on to the next intact model while the
+explicit id keeps its clear 503.
+"""
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from uuid import UUID
 
 import numpy as np
+from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
 
 from shared import mlp
+from shared.model_index import ModelIndex, UnknownAlias
+from shared.registry import ModelRegistry
 from shared.schemas import ModelInfo
 from shared.store import LoadedModel, ModelFileError, ModelStore
 
@@ -20,7 +31,7 @@ class ModelCache:
         self._models: OrderedDict[UUID, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self.refused: dict[str, str] = {}
-        """Models that failed to load, by id, with the reason (shown by /readyz)."""
+        """Models that failed to load in this process, by id, with the reason."""
 
     def cached(self, model_id: UUID) -> LoadedModel | None:
         """The model if it is in memory already: no need to read its registry entry."""
@@ -49,6 +60,61 @@ class ModelCache:
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         return model
+
+
+@dataclass(frozen=True)
+class Served:
+    model: LoadedModel
+    alias: str | None
+
+
+class Server:
+    """Resolves what a request asks for and loads it; errors are HTTP errors."""
+
+    def __init__(self, index: ModelIndex, registry: ModelRegistry, cache: ModelCache) -> None:
+        self.index, self.registry, self.cache = index, registry, cache
+
+    async def model(self, model_id: UUID | None = None, alias: str | None = None) -> Served:
+        explicit = model_id is not None or alias is not None
+        for _ in range(3):  # a default found broken is marked, then the next one is tried
+            try:
+                resolved, via = await self.index.resolve(model_id, alias)
+            except UnknownAlias:
+                raise HTTPException(404, f"alias {alias} not found") from None
+            if resolved is None:
+                if model_id is not None:
+                    raise HTTPException(404, f"model {model_id} not found")
+                if alias is not None:
+                    raise HTTPException(503, f"alias {alias} points at a model that is gone")
+                raise HTTPException(503, "no trained model yet: train one with POST /jobs")
+            cached = self.cache.cached(resolved)
+            if cached is not None:
+                return Served(cached, via)
+            info = await self.index.get_model(resolved)
+            if info is None:
+                if explicit:
+                    raise HTTPException(404, f"model {resolved} not found")
+                continue
+            try:
+                loaded = await run_in_threadpool(self.cache.get, info)  # reads, hashes
+            except ModelFileError as exc:
+                await run_in_threadpool(self.registry.mark_broken, resolved, str(exc))
+                if explicit:
+                    raise HTTPException(503, f"model {resolved}: {_kind(exc)}") from exc
+                continue
+            if info.broken is not None:  # the file passes its check again
+                await run_in_threadpool(self.registry.mark_broken, resolved, None)
+            return Served(loaded, via)
+        raise HTTPException(503, "no intact model to serve by default")
+
+
+def _kind(exc: ModelFileError) -> str:
+    """What a client is told: the kind of fault, not the server's paths."""
+    text = str(exc)
+    for kind in ("integrity check failed", "file missing", "no checksum recorded"):
+        if kind in text:
+            return kind
+    return "invalid model file"
 
 
 def predict(model: LoadedModel, images: np.ndarray) -> np.ndarray:

@@ -41,6 +41,17 @@ class Settings(BaseSettings):
         description="Comma-separated base URLs tried in order when downloading MNIST.",
     )
     model_cache_size: int = Field(8, ge=1, description="Models the API keeps loaded in memory.")
+    serving_alias: str = Field(
+        "production",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="The alias /predict serves by default (else the newest intact model).",
+    )
+    model_retention: int | None = Field(
+        None,
+        ge=1,
+        description="Keep only the N newest models (aliased ones and running jobs' parents "
+        "are spared); unset: keep all.",
+    )
     blas_threads: int | None = Field(
         None,
         ge=1,

@@ -1,281 +1,369 @@
-"""Job records and the model index in Redis.
+"""The model registry in Redis: models, aliases with their history, announcements.
 
-Keys, all under ``Settings.key_prefix`` (``mnist:`` by default):
+Model files are the source of truth (shared/store.py); the registry is their index
+(MLflow's split: metadata store apart from artifact store). :meth:`ModelRegistry.rebuild`
+reconciles the two both ways, so a Redis that lost its data serves the same models
+again and a model whose files are gone stops being listed.
 
-- ``job:<id>``          the job record (JSON of :class:`Job`)
-- ``job:<id>:history``  one JSON :class:`EpochRecord` per finished epoch (a list)
-- ``job:<id>:cancel``   present once a cancel was asked for
-- ``job:<id>:lease``    held (with a TTL) by the one worker process training the job
-- ``jobs``              sorted set of job ids, scored by creation time
-- ``jobs:active``       set of the ids of queued and running jobs
-- ``idempotency:<key>`` the job an ``Idempotency-Key`` created, for a day
-- ``model:<id>``        the model's :class:`ModelInfo` (JSON)
-- ``models``            sorted set of model ids, scored by creation time
-- ``models:changed``    pub/sub channel: a model id each time one is registered
+Every change that decides what serves (a registration, an alias change, a deletion,
+a model found broken) is announced on one pub/sub channel *before* the call returns;
+the API processes follow it (shared/model_index.py).
 
-Model files are the source of truth: :meth:`Registry.rebuild_models` re-creates
-``model:*`` and ``models`` from ``MODEL_DIR`` (the api and the worker run it
-at start-up), so a Redis that lost its data serves the same models again.
+Alias changes, the promotion gate and deletion are ``WATCH`` transactions over the
+alias hash and the model's entry: an alias never points at a model being deleted,
+and two gates finishing at once cannot both win against the same incumbent.
 """
 
-import asyncio
-import hashlib
 import logging
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 from uuid import UUID
 
 import redis
-import redis.asyncio
 
-from shared.schemas import EpochRecord, Job, JobPublic, JobStatus, ModelInfo, utcnow
+from shared.keys import Keys
+from shared.redis_conn import call_with_retry
+from shared.schemas import (
+    Alias,
+    AliasChange,
+    AliasSource,
+    AliasSummary,
+    ModelInfo,
+    ModelNews,
+    ModelSummary,
+    NewsKind,
+    PromoteOption,
+    Promotion,
+    utcnow,
+)
 from shared.store import LoadedModel, ModelFileError, ModelStore
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-IDEMPOTENCY_SECONDS = 24 * 3600
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
+HISTORY_MAX = 100
+"""Rows kept per alias history."""
 
 
-class JobNotFound(LookupError):
+class ModelNotFound(LookupError):
     pass
 
 
-CLIENT_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
-    "health_check_interval": 30,
-}
+class AliasNotFound(LookupError):
+    pass
 
 
-def _key(prefix: str, *parts: object) -> str:
-    return prefix + ":".join(str(p) for p in parts)
+class ModelInUse(Exception):
+    """Aliases point at the model: it may not be deleted."""
+
+    def __init__(self, model_id: UUID, aliases: list[str]) -> None:
+        names = ", ".join(sorted(aliases))
+        super().__init__(f"model {model_id} is served by alias(es) {names}; move them first")
+        self.aliases = aliases
 
 
-class Registry:
-    def __init__(self, client: redis.Redis, prefix: str = "mnist:") -> None:
+class NoRollback(Exception):
+    """The alias has no earlier target, or that model no longer exists."""
+
+
+def model_info(model: LoadedModel, **facts: object) -> ModelInfo:
+    """The registry entry of a stored model: its metadata plus file facts."""
+    return ModelInfo(
+        **model.meta.model_dump(),
+        id=model.id,
+        sha256=model.sha256,
+        size_bytes=model.size_bytes,
+        **facts,
+    )
+
+
+class ModelRegistry:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
-        self.prefix = prefix
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str = "mnist:") -> "Registry":
-        return cls(redis.Redis.from_url(url, **CLIENT_OPTIONS), prefix)
-
-    def _key(self, *parts: object) -> str:
-        return _key(self.prefix, *parts)
+        self.keys = keys
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
-    # jobs
+    def _announce(self, pipe: redis.client.Pipeline, news: ModelNews) -> None:
+        pipe.publish(self.keys.announcements(), news.model_dump_json())
 
-    def create_job(self, job: Job) -> None:
-        with self.redis.pipeline() as pipe:
-            pipe.set(self._key("job", job.id), job.model_dump_json())
-            pipe.zadd(self._key("jobs"), {str(job.id): job.created_at.timestamp()})
-            pipe.sadd(self._key("jobs", "active"), str(job.id))
-            pipe.execute()
+    def _transaction(self, do: Callable[[redis.client.Pipeline], T], *watch: str) -> T:
+        def run() -> T:
+            # redis-py types the callable as -> None; value_from_callable returns its value
+            result = self.redis.transaction(do, *watch, value_from_callable=True)  # type: ignore[arg-type]
+            return cast(T, result)
 
-    def active_jobs(self) -> list[Job]:
-        """Queued and running jobs (a short list, unlike ``jobs``)."""
-        ids = sorted(self.redis.smembers(self._key("jobs", "active")))
-        raws = self.redis.mget([self._key("job", i) for i in ids]) if ids else []
-        return [Job.model_validate_json(raw) for raw in raws if raw]
-
-    def get_job(self, job_id: UUID) -> Job | None:
-        raw = self.redis.get(self._key("job", job_id))
-        return Job.model_validate_json(raw) if raw else None
-
-    def get_job_public(self, job_id: UUID) -> JobPublic | None:
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._key("job", job_id))
-            pipe.lrange(self._key("job", job_id, "history"), 0, -1)
-            raw, history = pipe.execute()
-        if not raw:
-            return None
-        job = JobPublic.model_validate_json(raw)
-        job.history = [EpochRecord.model_validate_json(row) for row in history]
-        return job
-
-    def list_jobs(self, offset: int, limit: int) -> tuple[list[Job], int]:
-        ids = self.redis.zrevrange(self._key("jobs"), offset, offset + limit - 1)
-        total = self.redis.zcard(self._key("jobs"))
-        raws = self.redis.mget([self._key("job", i) for i in ids]) if ids else []
-        return [Job.model_validate_json(raw) for raw in raws if raw], int(total)
-
-    def update_job(
-        self,
-        job_id: UUID,
-        change: Callable[[Job], Job | None],
-        also: Callable[[redis.client.Pipeline], object] | None = None,
-    ) -> Job:
-        """Apply ``change`` atomically (optimistic lock); ``None`` means leave it as it is.
-
-        ``also`` queues further commands into the same MULTI when the job changes.
-        """
-        key = self._key("job", job_id)
-
-        def transaction(pipe: redis.client.Pipeline) -> Job:
-            raw = pipe.get(key)
-            if not raw:
-                raise JobNotFound(str(job_id))
-            job = Job.model_validate_json(raw)
-            changed = change(job.model_copy(deep=True))
-            pipe.multi()
-            if changed is not None:
-                pipe.set(key, changed.model_dump_json())
-                if also is not None:
-                    also(pipe)
-                return changed
-            return job
-
-        result = self.redis.transaction(
-            transaction,  # type: ignore[arg-type]  # redis-py types the callable as -> None
-            key,
-            value_from_callable=True,
-        )
-        return cast(Job, result)
-
-    def record_epoch(self, job_id: UUID, record: EpochRecord) -> None:
-        """Store one epoch's row; rows after it (from a run that was cut short) are dropped."""
-        history = self._key("job", job_id, "history")
-
-        def set_epoch(job: Job) -> Job:
-            job.epoch = record.epoch
-            return job
-
-        def push(pipe: redis.client.Pipeline) -> None:
-            _keep_first(pipe, history, record.epoch - 1)
-            pipe.rpush(history, record.model_dump_json())
-
-        self.update_job(job_id, set_epoch, also=push)
-
-    def reset_progress(self, job_id: UUID, epochs: int) -> None:
-        """Progress back to ``epochs`` finished (a fresh start, or a checkpoint's epoch)."""
-
-        def set_epoch(job: Job) -> Job:
-            job.epoch = epochs
-            return job
-
-        def trim(pipe: redis.client.Pipeline) -> None:
-            _keep_first(pipe, self._key("job", job_id, "history"), epochs)
-
-        self.update_job(job_id, set_epoch, also=trim)
-
-    def finish_job(
-        self,
-        job_id: UUID,
-        status: JobStatus,
-        only_from: tuple[JobStatus, ...] = (JobStatus.queued, JobStatus.running),
-        **fields: object,
-    ) -> Job:
-        """Move a job from one of ``only_from`` to a final ``status``, setting ``fields``."""
-
-        def change(job: Job) -> Job | None:
-            if job.status not in only_from:
-                return None
-            return job.model_copy(update={"status": status, "finished_at": utcnow(), **fields})
-
-        def deactivate(pipe: redis.client.Pipeline) -> None:
-            pipe.srem(self._key("jobs", "active"), str(job_id))
-
-        return self.update_job(job_id, change, also=deactivate)
-
-    def request_cancel(self, job_id: UUID) -> Job:
-        """Flag the job; a queued one is cancelled at once, a running one at its next epoch."""
-        self.redis.set(self._key("job", job_id, "cancel"), "1")
-
-        return self.finish_job(job_id, JobStatus.cancelled, only_from=(JobStatus.queued,))
-
-    def cancel_requested(self, job_id: UUID) -> bool:
-        return bool(self.redis.exists(self._key("job", job_id, "cancel")))
-
-    # leases: one training process per job
-
-    def acquire_lease(self, job_id: UUID, token: str, seconds: float) -> bool:
-        key = self._key("job", job_id, "lease")
-        return bool(self.redis.set(key, token, nx=True, px=int(seconds * 1000)))
-
-    def renew_lease(self, job_id: UUID, token: str, seconds: float) -> bool:
-        """Extend the lease if ``token`` still holds it."""
-        key = self._key("job", job_id, "lease")
-        return bool(self.redis.eval(_RENEW, 1, key, token, int(seconds * 1000)))
-
-    def release_lease(self, job_id: UUID, token: str) -> None:
-        self.redis.eval(_RELEASE, 1, self._key("job", job_id, "lease"), token)
-
-    def lease_holder(self, job_id: UUID) -> str | None:
-        return cast(str | None, self.redis.get(self._key("job", job_id, "lease")))
-
-    # workers announce a warm shutdown so their jobs checkpoint and go back to the queue
-
-    def mark_worker_stopping(self, worker: str, stopping: bool = True) -> None:
-        key = self._key("worker", worker, "stopping")
-        if stopping:
-            self.redis.set(key, "1", ex=600)
-        else:
-            self.redis.delete(key)
-
-    def worker_stopping(self, worker: str) -> bool:
-        return bool(self.redis.exists(self._key("worker", worker, "stopping")))
-
-    # idempotency keys of POST /jobs
-
-    def remember_idempotency(self, key: str, fingerprint: str, job_id: UUID) -> tuple[str, UUID]:
-        """Bind ``key`` to this request once; returns the (fingerprint, job id) bound first."""
-        name = self._key("idempotency", hashlib.sha256(key.encode()).hexdigest())
-        value = f"{fingerprint} {job_id}"
-        if not self.redis.set(name, value, nx=True, ex=IDEMPOTENCY_SECONDS):
-            value = cast(str | None, self.redis.get(name)) or value
-        first_fingerprint, first_id = value.split()
-        return first_fingerprint, UUID(first_id)
-
-    def forget_idempotency(self, key: str) -> None:
-        self.redis.delete(self._key("idempotency", hashlib.sha256(key.encode()).hexdigest()))
+        return call_with_retry(self.redis, run)
 
     # models
 
     def put_model(self, info: ModelInfo) -> None:
         """Register a model and announce it (before its job reads "succeeded")."""
+        stored = info.model_copy(update={"aliases": []})
         with self.redis.pipeline() as pipe:
-            pipe.set(self._key("model", info.id), info.model_dump_json())
-            pipe.zadd(self._key("models"), {str(info.id): info.created_at.timestamp()})
-            pipe.publish(self._key("models", "changed"), str(info.id))
+            pipe.set(self.keys.model(info.id), stored.model_dump_json())
+            pipe.zadd(self.keys.models(), {str(info.id): info.created_at.timestamp()})
+            self._announce(pipe, ModelNews(kind=NewsKind.model, model_id=info.id))
             pipe.execute()
 
     def get_model(self, model_id: UUID) -> ModelInfo | None:
-        raw = self.redis.get(self._key("model", model_id))
-        return ModelInfo.model_validate_json(raw) if raw else None
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.model(model_id))
+            pipe.hgetall(self.keys.aliases())
+            raw, aliases = pipe.execute()
+        if not raw:
+            return None
+        info = ModelInfo.model_validate_json(raw)
+        info.aliases = _names_for(info.id, aliases)
+        return info
 
-    def list_models(self, offset: int, limit: int) -> tuple[list[ModelInfo], int]:
-        ids = self.redis.zrevrange(self._key("models"), offset, offset + limit - 1)
-        total = self.redis.zcard(self._key("models"))
-        raws = self.redis.mget([self._key("model", i) for i in ids]) if ids else []
-        return [ModelInfo.model_validate_json(raw) for raw in raws if raw], int(total)
+    def list_models(self, offset: int, limit: int) -> tuple[list[ModelSummary], int]:
+        """Summaries, newest first (no confusion matrix or misclassified images)."""
+        ids = cast(list[str], self.redis.zrevrange(self.keys.models(), offset, offset + limit - 1))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.models())
+            pipe.hgetall(self.keys.aliases())
+            pipe.mget([self.keys.model(i) for i in ids] or [self.keys.model("none")])
+            total, aliases, raws = pipe.execute()
+        items = []
+        for raw in raws:
+            if raw:
+                summary = ModelInfo.model_validate_json(raw).summary()
+                summary.aliases = _names_for(summary.id, aliases)
+                items.append(summary)
+        return items, int(total)
+
+    def model_ids(self) -> list[UUID]:
+        return [UUID(i) for i in cast(list[str], self.redis.zrange(self.keys.models(), 0, -1))]
 
     def has_models(self) -> bool:
-        return bool(self.redis.exists(self._key("models")))
+        return bool(self.redis.exists(self.keys.models()))
 
-    def rebuild_models(self, store: ModelStore) -> int:
-        """Register every complete, intact model file not yet in Redis; returns how many."""
-        added = 0
-        for model_id in store.model_ids():
-            if self.redis.exists(self._key("model", model_id)):
+    def mark_broken(self, model_id: UUID, reason: str | None) -> None:
+        """Record that the model's file failed (or, ``None``, passed again) its check."""
+
+        def change(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(self.keys.model(model_id))
+            if not raw:
+                return
+            info = ModelInfo.model_validate_json(raw)
+            if info.broken == reason:
+                return
+            info.broken = reason
+            pipe.multi()
+            pipe.set(self.keys.model(model_id), info.model_dump_json())
+            self._announce(pipe, ModelNews(kind=NewsKind.broken, model_id=model_id))
+
+        self._transaction(change, self.keys.model(model_id))
+
+    def delete_model(self, model_id: UUID, store: ModelStore) -> None:
+        """Refuse while an alias points at it; else mark it deleting (no alias may take it
+        from then on), remove its files, then its entry, and announce it."""
+        key = self.keys.model(model_id)
+
+        def mark(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(key)
+            if not raw:
+                raise ModelNotFound(str(model_id))
+            aliases = _names_for(model_id, cast(dict[str, str], pipe.hgetall(self.keys.aliases())))
+            if aliases:
+                raise ModelInUse(model_id, aliases)
+            info = ModelInfo.model_validate_json(raw)
+            info.deleting = True
+            pipe.multi()
+            pipe.set(key, info.model_dump_json())
+            pipe.zrem(self.keys.models(), str(model_id))
+
+        self._transaction(mark, key, self.keys.aliases())
+        store.delete(model_id)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(key)
+            self._announce(pipe, ModelNews(kind=NewsKind.deleted, model_id=model_id))
+            pipe.execute()
+
+    def apply_retention(
+        self, keep: int, store: ModelStore, protected: Iterable[UUID] = ()
+    ) -> list[UUID]:
+        """Delete the oldest models beyond the ``keep`` newest, sparing any an alias
+        points at and ``protected`` ones (e.g. a running job's parent)."""
+        spared = set(protected)
+        aliased = {UUID(v) for v in self._alias_targets().values()}
+        removed = []
+        for raw_id in cast(list[str], self.redis.zrevrange(self.keys.models(), keep, -1)):
+            model_id = UUID(raw_id)
+            if model_id in spared or model_id in aliased:
                 continue
+            try:
+                self.delete_model(model_id, store)
+            except (ModelInUse, ModelNotFound):
+                continue  # an alias took it meanwhile, or another worker deleted it
+            removed.append(model_id)
+        if removed:
+            log.info("retention: deleted %d model(s) beyond the %d newest", len(removed), keep)
+        return removed
+
+    # aliases
+
+    def _alias_targets(self) -> dict[str, str]:
+        """Alias name -> model id."""
+        raws = cast(dict[str, str], self.redis.hgetall(self.keys.aliases()))
+        return {
+            name: str(AliasSummary.model_validate_json(raw).model_id) for name, raw in raws.items()
+        }
+
+    def list_aliases(self) -> list[AliasSummary]:
+        raws = self.redis.hgetall(self.keys.aliases())
+        return sorted(
+            (AliasSummary.model_validate_json(raw) for raw in raws.values()),
+            key=lambda alias: alias.name,
+        )
+
+    def get_alias(self, name: str) -> Alias | None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.aliases(), name)
+            pipe.lrange(self.keys.alias_history(name), 0, -1)
+            raw, rows = pipe.execute()
+        if not raw:
+            return None
+        history = [AliasChange.model_validate_json(row) for row in rows]
+        return Alias(**AliasSummary.model_validate_json(raw).model_dump(), history=history)
+
+    def set_alias(
+        self,
+        name: str,
+        model_id: UUID,
+        source: AliasSource = AliasSource.api,
+        reason: str | None = None,
+    ) -> Alias:
+        """Point ``name`` at an existing model (:class:`ModelNotFound` otherwise)."""
+
+        def change(pipe: redis.client.Pipeline) -> None:
+            current = pipe.hget(self.keys.aliases(), name)
+            self._require_model(pipe, model_id)
+            previous = AliasSummary.model_validate_json(current).model_id if current else None
+            pipe.multi()
+            self._write_alias(pipe, name, model_id, previous, source, reason)
+
+        self._transaction(change, self.keys.aliases(), self.keys.model(model_id))
+        alias = self.get_alias(name)
+        assert alias is not None
+        return alias
+
+    def rollback(self, name: str, reason: str | None = None) -> Alias:
+        """Point ``name`` back at the target it had before its last change."""
+        target: UUID | None = None
+
+        def change(pipe: redis.client.Pipeline) -> None:
+            nonlocal target
+            current = pipe.hget(self.keys.aliases(), name)
+            if not current:
+                raise AliasNotFound(name)
+            last = pipe.lindex(self.keys.alias_history(name), 0)
+            previous = AliasChange.model_validate_json(last).previous_model_id if last else None
+            if previous is None:
+                raise NoRollback(f"alias {name} has no earlier target")
+            target = previous
+            pipe.watch(self.keys.model(previous))
+            try:
+                self._require_model(pipe, previous)
+            except ModelNotFound:
+                raise NoRollback(f"alias {name}'s earlier target {previous} is gone") from None
+            now = AliasSummary.model_validate_json(current).model_id
+            pipe.multi()
+            self._write_alias(pipe, name, previous, now, AliasSource.rollback, reason)
+
+        self._transaction(change, self.keys.aliases(), self.keys.alias_history(name))
+        alias = self.get_alias(name)
+        assert alias is not None and alias.model_id == target
+        return alias
+
+    def delete_alias(self, name: str) -> None:
+        def change(pipe: redis.client.Pipeline) -> None:
+            if not pipe.hexists(self.keys.aliases(), name):
+                raise AliasNotFound(name)
+            pipe.multi()
+            pipe.hdel(self.keys.aliases(), name)
+            pipe.delete(self.keys.alias_history(name))
+            self._announce(pipe, ModelNews(kind=NewsKind.alias, alias=name))
+
+        self._transaction(change, self.keys.aliases())
+
+    def promote_if_better(
+        self, candidate: ModelInfo, option: PromoteOption, accuracy: float | None
+    ) -> Promotion:
+        """The promotion gate, as one transaction: set ``option.alias`` to the candidate
+        if the alias has no target, or if ``accuracy`` >= the incumbent's + min_gain."""
+        name = option.alias
+        outcome: Promotion | None = None
+
+        def decide(pipe: redis.client.Pipeline) -> None:
+            nonlocal outcome
+            current = pipe.hget(self.keys.aliases(), name)
+            incumbent_id = AliasSummary.model_validate_json(current).model_id if current else None
+            incumbent = None
+            if incumbent_id is not None:
+                raw = pipe.get(self.keys.model(incumbent_id))
+                incumbent = ModelInfo.model_validate_json(raw) if raw else None
+            incumbent_accuracy = incumbent.test_accuracy if incumbent else None
+            promoted, reason = _gate(accuracy, incumbent_id, incumbent_accuracy, option.min_gain)
+            outcome = Promotion(
+                alias=name,
+                promoted=promoted,
+                candidate_accuracy=accuracy,
+                incumbent_accuracy=incumbent_accuracy,
+                incumbent_model_id=incumbent_id,
+                reason=reason,
+            )
+            pipe.multi()
+            if promoted:
+                self._write_alias(pipe, name, candidate.id, incumbent_id, AliasSource.gate, reason)
+
+        self._transaction(decide, self.keys.aliases())
+        assert outcome is not None
+        return outcome
+
+    def _require_model(self, pipe: redis.client.Pipeline, model_id: UUID) -> ModelInfo:
+        raw = pipe.get(self.keys.model(model_id))
+        info = ModelInfo.model_validate_json(raw) if raw else None
+        if info is None or info.deleting:
+            raise ModelNotFound(str(model_id))
+        return info
+
+    def _write_alias(
+        self,
+        pipe: redis.client.Pipeline,
+        name: str,
+        model_id: UUID,
+        previous: UUID | None,
+        source: AliasSource,
+        reason: str | None,
+    ) -> None:
+        now = utcnow()
+        summary = AliasSummary(name=name, model_id=model_id, updated_at=now)
+        change = AliasChange(
+            model_id=model_id, previous_model_id=previous, at=now, reason=reason, source=source
+        )
+        pipe.hset(self.keys.aliases(), name, summary.model_dump_json())
+        pipe.lpush(self.keys.alias_history(name), change.model_dump_json())
+        pipe.ltrim(self.keys.alias_history(name), 0, HISTORY_MAX - 1)
+        self._announce(pipe, ModelNews(kind=NewsKind.alias, alias=name, model_id=model_id))
+
+    # rebuild from the files
+
+    def rebuild(self, store: ModelStore) -> tuple[int, int]:
+        """Reconcile the registry with ``MODEL_DIR`` both ways: register every complete,
+        valid model file Redis does not know, and drop entries whose file is gone.
+        Files that are not models are skipped with the reason (logged), never registered.
+        Returns (added, dropped).
+        """
+        on_disk = set(store.model_ids())
+        known = set(self.model_ids())
+        added = dropped = 0
+        for model_id in sorted(on_disk - known):
+            if self.redis.exists(self.keys.model(model_id)):
+                continue  # being deleted
             try:
                 model = store.load(model_id)
             except ModelFileError as exc:
@@ -283,101 +371,40 @@ class Registry:
                 continue
             self.put_model(model_info(model))
             added += 1
+        for model_id in sorted(known - on_disk):
+            with self.redis.pipeline() as pipe:
+                pipe.delete(self.keys.model(model_id))
+                pipe.zrem(self.keys.models(), str(model_id))
+                self._announce(pipe, ModelNews(kind=NewsKind.deleted, model_id=model_id))
+                pipe.execute()
+            log.warning("dropped model %s from the registry: its file is gone", model_id)
+            dropped += 1
         if added:
             log.info("registered %d model(s) from %s", added, store.root)
-        return added
+        return added, dropped
 
 
-def _keep_first(client: redis.Redis | redis.client.Pipeline, key: str, n: int) -> None:
-    """Keep the first ``n`` items of a list (LTRIM 0 -1 would keep them all)."""
-    if n > 0:
-        client.ltrim(key, 0, n - 1)
-    else:
-        client.delete(key)
-
-
-def model_info(model: LoadedModel) -> ModelInfo:
-    """The registry entry of a stored model: its metadata plus file facts."""
-    return ModelInfo.model_validate(
-        {**model.meta, "id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes}
+def _names_for(model_id: UUID, aliases: dict[str, str]) -> list[str]:
+    return sorted(
+        name
+        for name, raw in aliases.items()
+        if AliasSummary.model_validate_json(raw).model_id == model_id
     )
 
 
-class ModelIndex:
-    """The model index as ``POST /predict`` reads it: with redis.asyncio, awaited on the
-    event loop (a hop to a worker thread and back costs more, and a slow Redis cannot
-    block the loop), and the newest model's id without a round trip per request.
-
-    :meth:`follow` (a task of the API's lifespan) subscribes to ``models:changed``, which
-    :meth:`Registry.put_model` announces every model on, then keeps the newest id,
-    re-reading it on each announcement and every ``REFRESH_SECONDS`` (a bound on
-    staleness should the subscription die unnoticed). Whenever it is not subscribed
-    (start-up, Redis restarting), :meth:`latest_model_id` asks Redis. Writes stay with
-    :class:`Registry`.
-    """
-
-    REFRESH_SECONDS = 1.0
-
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "mnist:") -> None:
-        self.redis = client
-        self.prefix = prefix
-        self._newest: UUID | None = None
-        self._current = False  # _newest holds: subscribed, and re-read since the last news
-        self._subscribed = False
-        self._following: asyncio.Task[None] | None = None
-        self._closing = False
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str = "mnist:") -> "ModelIndex":
-        return cls(redis.asyncio.Redis.from_url(url, **CLIENT_OPTIONS), prefix)
-
-    async def latest_model_id(self) -> UUID | None:
-        return self._newest if self._current else await self._read_latest()
-
-    async def get_model(self, model_id: UUID) -> ModelInfo | None:
-        raw = await self.redis.get(_key(self.prefix, "model", model_id))
-        return ModelInfo.model_validate_json(raw) if raw else None
-
-    def follow(self) -> None:
-        """Start following the announcements (in the running event loop)."""
-        self._following = asyncio.create_task(self._follow(), name="follow model announcements")
-
-    async def aclose(self) -> None:
-        # Not one cancel(): redis-py's reads with a timeout can take a cancellation for
-        # their own timeout (asyncio.timeout in Python 3.11) and carry on.
-        self._closing = True
-        while self._following is not None and not self._following.done():
-            self._following.cancel()
-            await asyncio.wait({self._following}, timeout=0.05)
-        await self.redis.aclose()
-
-    async def _follow(self) -> None:
-        said = False  # once per outage, not every second of it
-        while not self._closing:
-            try:
-                await self._follow_subscribed()
-            except (redis.RedisError, OSError) as exc:
-                said = said and not self._subscribed
-                if not said:
-                    log.info("not following model announcements for now: %s", exc)
-                    said = True
-            finally:
-                self._current = self._subscribed = False
-            await asyncio.sleep(self.REFRESH_SECONDS)
-
-    async def _follow_subscribed(self) -> None:
-        async with self.redis.pubsub() as pubsub:
-            await pubsub.subscribe(_key(self.prefix, "models", "changed"))
-            confirmed = await pubsub.get_message(timeout=CLIENT_OPTIONS["socket_timeout"])
-            if not confirmed or confirmed["type"] != "subscribe":
-                raise redis.RedisError("no confirmation of the subscription")
-            self._subscribed = True
-            while not self._closing:  # subscribed first, then read: no news falls between
-                self._newest = await self._read_latest()
-                self._current = True
-                await pubsub.get_message(timeout=self.REFRESH_SECONDS)  # news, or time's up
-                self._current = False
-
-    async def _read_latest(self) -> UUID | None:
-        newest = cast(list[str], await self.redis.zrevrange(_key(self.prefix, "models"), 0, 0))
-        return UUID(newest[0]) if newest else None
+def _gate(
+    accuracy: float | None,
+    incumbent_id: UUID | None,
+    incumbent_accuracy: float | None,
+    min_gain: float,
+) -> tuple[bool, str]:
+    if incumbent_id is None:
+        return True, "the alias had no target"
+    if accuracy is None:
+        return False, "the candidate has no accuracy to compare"
+    if incumbent_accuracy is None:
+        return True, "the incumbent has no accuracy to compare (or is gone)"
+    needed = incumbent_accuracy + min_gain
+    if accuracy >= needed:
+        return True, f"{accuracy:.4f} >= {incumbent_accuracy:.4f} + {min_gain:g}"
+    return False, f"{accuracy:.4f} < {incumbent_accuracy:.4f} + {min_gain:g}"

@@ -137,6 +137,60 @@ class EpochRecord(BaseModel):
     val_accuracy: float | None = Field(None, description="Only with a validation split.")
 
 
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+AliasName = Annotated[
+    str, Field(pattern=ALIAS_PATTERN, description="An alias name: `^[a-z][a-z0-9_-]{0,31}$`.")
+]
+
+
+class PromoteOption(BaseModel):
+    """``promote`` of ``POST /jobs``: put the model behind ``alias`` if it is good enough."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: AliasName = "production"
+    min_gain: float = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        allow_inf_nan=False,
+        description="Promote when the candidate's accuracy >= the incumbent's + min_gain.",
+    )
+
+
+class Promotion(BaseModel):
+    """What the promotion gate decided for one job (written before it reads succeeded)."""
+
+    alias: str
+    promoted: bool
+    candidate_accuracy: float | None
+    incumbent_accuracy: float | None
+    incumbent_model_id: UUID | None = None
+    reason: str
+
+
+class JobOptions(BaseModel):
+    """What a job does besides training: not hyper-parameters of the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promote: PromoteOption | None = Field(
+        None, description="Run the promotion gate for this alias when the job succeeds."
+    )
+
+
+class JobRequest(TrainParams, JobOptions):
+    """The body of ``POST /jobs``: hyper-parameters and job options side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def split(self) -> tuple[dict[str, object], JobOptions]:
+        """The hyper-parameters the client set, and the job options."""
+        given = self.model_dump(exclude_unset=True)
+        options = {name: given.pop(name) for name in JobOptions.model_fields if name in given}
+        return given, JobOptions.model_validate(options)
+
+
 class Job(BaseModel):
     """A job record: written by the API at submission, moved on by the worker."""
 
@@ -153,6 +207,13 @@ class Job(BaseModel):
     test_accuracy: float | None = None
     error: str | None = None
     attempts: int = Field(0, description="Times a worker has started this job.")
+    promote: PromoteOption | None = Field(None, description="The promotion gate asked for.")
+    promotion: Promotion | None = Field(None, description="What the promotion gate decided.")
+    cancel_requested: bool = Field(False, description="A cancel was asked for.")
+    committed: bool = Field(
+        False,
+        description="Training is over and the model is being saved: too late to cancel.",
+    )
 
 
 class JobPublic(Job):
@@ -171,31 +232,82 @@ class JobList(BaseModel):
     limit: int
 
 
-class ModelInfo(BaseModel):
+class Misclassified(BaseModel):
+    index: int = Field(
+        ge=0, description="Index into the MNIST test set (see GET /dataset/test/{index})."
+    )
+    label: int = Field(ge=0, le=9, description="True label.")
+    predicted: int = Field(ge=0, le=9, description="The model's label.")
+
+
+Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class ModelMeta(BaseModel):
+    """The metadata stored inside a model's ``.npz``: written by the worker, validated
+    on every load (a file from outside is data, not code)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    created_at: datetime
+    job_id: UUID | None
+    params: TrainParams
+    train_accuracy: Accuracy | None
+    test_accuracy: Accuracy | None
+    input_scale: float = Field(
+        gt=0, le=1, allow_inf_nan=False, description="Factor applied to 0..255 pixels first."
+    )
+    confusion: (
+        Annotated[
+            list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=10, max_length=10)]],
+            Field(min_length=10, max_length=10),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="10x10 confusion matrix on the MNIST test set: rows are the true label, "
+        "columns the predicted one (absent for older models).",
+    )
+    errors: list[Misclassified] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The first (up to 100) misclassified MNIST test images, in test-set order.",
+    )
+
+
+class ModelFacts(BaseModel):
+    """What the registry adds to a model's metadata."""
+
     id: UUID
+    sha256: str
+    size_bytes: int
+    aliases: list[str] = Field(default_factory=list, description="Aliases pointing at it.")
+    broken: str | None = Field(
+        None, description="Why its file failed its check when last loaded (then not served)."
+    )
+    imported_at: datetime | None = Field(
+        None, description="When it was imported from another instance (POST /models)."
+    )
+    imported_from: str | None = Field(None, description="Where an imported model came from.")
+    deleting: bool = Field(False, description="Being deleted: no alias may take it.")
+
+
+class ModelSummary(ModelFacts):
+    """A row of ``GET /models``: no confusion matrix or misclassified images."""
+
     created_at: datetime
     job_id: UUID | None
     params: TrainParams
     train_accuracy: float | None
     test_accuracy: float | None
-    sha256: str
-    size_bytes: int
-    input_scale: float = Field(description="Factor applied to 0..255 pixels before the network.")
-    confusion: list[list[int]] | None = Field(
-        None,
-        description="10x10 confusion matrix on the MNIST test set: rows are the true label, "
-        "columns the predicted one (absent for older models).",
-    )
-    errors: list["Misclassified"] = Field(
-        default_factory=list,
-        description="The first (up to 100) misclassified MNIST test images, in test-set order.",
-    )
+    input_scale: float
 
 
-class Misclassified(BaseModel):
-    index: int = Field(description="Index into the MNIST test set (see GET /dataset/test/{index}).")
-    label: int = Field(description="True label.")
-    predicted: int = Field(description="The model's label.")
+class ModelInfo(ModelMeta, ModelFacts):
+    """The whole model card (``GET /models/{id}``), as the registry stores it."""
+
+    def summary(self) -> ModelSummary:
+        return ModelSummary.model_validate(self.model_dump(exclude={"confusion", "errors"}))
 
 
 class DatasetImage(BaseModel):
@@ -210,7 +322,7 @@ class DatasetSamples(BaseModel):
 
 
 class ModelList(BaseModel):
-    items: list[ModelInfo]
+    items: list[ModelSummary]
     total: int
     offset: int
     limit: int
@@ -245,7 +357,10 @@ class PredictRequest(BaseModel):
     images: Annotated[list[Image], Field(min_length=1, max_length=PREDICT_BATCH_MAX)] | None = (
         Field(None, description=f"Up to {PREDICT_BATCH_MAX} images of 784 values.")
     )
-    model_id: UUID | None = Field(None, description="Default: the newest trained model.")
+    model_id: UUID | None = Field(
+        None, description="A model by id. Default: the serving alias, else the newest model."
+    )
+    alias: AliasName | None = Field(None, description="A model by alias (not with model_id).")
 
     @field_validator("pixels", mode="before")
     @classmethod
@@ -261,6 +376,8 @@ class PredictRequest(BaseModel):
     def _exactly_one(self) -> Self:
         if (self.pixels is None) == (self.images is None):
             raise ValueError("send exactly one of 'pixels' (one image) or 'images' (a batch)")
+        if self.model_id is not None and self.alias is not None:
+            raise ValueError("send at most one of 'model_id' or 'alias'")
         return self
 
 
@@ -268,12 +385,69 @@ class Prediction(BaseModel):
     label: int
     probabilities: list[float] = Field(description="Ten output activations, normalised.")
     model_id: UUID
+    alias: str | None = Field(description="The alias it was served through, or null.")
 
 
 class BatchPrediction(BaseModel):
     labels: list[int]
     probabilities: list[list[float]]
     model_id: UUID
+    alias: str | None
+
+
+class AliasSource(StrEnum):
+    api = "api"
+    rollback = "rollback"
+    gate = "gate"
+
+
+class AliasChange(BaseModel):
+    """One row of an alias's history."""
+
+    model_id: UUID
+    previous_model_id: UUID | None
+    at: datetime
+    reason: str | None = None
+    source: AliasSource
+
+
+class AliasSummary(BaseModel):
+    name: str
+    model_id: UUID
+    updated_at: datetime
+
+
+class Alias(AliasSummary):
+    history: list[AliasChange] = Field(description="One row per change, newest first.")
+
+
+class AliasList(BaseModel):
+    items: list[AliasSummary]
+
+
+class AliasUpdate(BaseModel):
+    """The body of ``PUT /aliases/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: UUID
+    reason: str | None = Field(None, max_length=500)
+
+
+class NewsKind(StrEnum):
+    model = "model"
+    alias = "alias"
+    deleted = "deleted"
+    broken = "broken"
+
+
+class ModelNews(BaseModel):
+    """One announcement on the ``announcements`` channel: API processes re-read what
+    serves when they hear one."""
+
+    kind: NewsKind
+    model_id: UUID | None = None
+    alias: str | None = None
 
 
 class ErrorBody(BaseModel):
@@ -281,8 +455,22 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     detail: str | None = None
+    serving: "Serving | None" = Field(None, description="What /predict serves by default.")
     refused_models: dict[str, str] = Field(
         default_factory=dict, description="Models that failed to load, with the reason."
     )
+
+
+class Serving(BaseModel):
+    """Which model a request without ``model_id`` or ``alias`` gets."""
+
+    model_id: UUID | None
+    alias: str | None = Field(description="The serving alias, when it exists and serves.")
+    fallback: bool = Field(
+        description="The default had to fall back (the alias's or the newest model is broken)."
+    )
+
+
+Health.model_rebuild()

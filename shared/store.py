@@ -10,38 +10,95 @@ import io
 import json
 import logging
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import numpy as np
+from pydantic import ValidationError
 
 from shared import mlp
 from shared.files import TMP_SUFFIX, sha256_bytes, write_bytes_atomic
-from shared.schemas import EpochRecord
+from shared.schemas import N_PIXELS, EpochRecord, ModelMeta
 from shared.training import TrainState
 
 log = logging.getLogger(__name__)
 
 WEIGHT_NAMES = ("w1", "b1", "w2", "b2")
+N_CLASSES = 10
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+"""Largest model file read (1,024 hidden units in float64 is about 14 MB)."""
 
 
 class ModelFileError(RuntimeError):
     """A model file that is missing, unreadable or fails its integrity check."""
 
 
+class InvalidModel(ModelFileError):
+    """Bytes that are not a model: wrong arrays, shapes, dtypes, values or metadata."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     id: UUID
     weights: mlp.Weights
-    meta: dict[str, Any]
+    meta: ModelMeta
     sha256: str
     size_bytes: int
 
     @property
     def input_scale(self) -> float:
-        return float(self.meta["input_scale"])
+        return self.meta.input_scale
+
+
+def parse_model(payload: bytes) -> tuple[mlp.Weights, ModelMeta]:
+    """The one check of whether bytes are a model, wherever they come from (our worker,
+    an operator's copy, an import): exactly the arrays ``meta, w1, b1, w2, b2``, nothing
+    pickled, w1 ``(hidden, 784)``, b1 ``(hidden,)``, w2 ``(10, hidden)``, b2 ``(10,)``,
+    real floating dtypes, finite values, and metadata that validates as
+    :class:`ModelMeta` with ``params.n_hidden`` equal to the arrays' hidden size.
+
+    Raises :class:`InvalidModel` saying what is wrong.
+    """
+    if len(payload) > MAX_MODEL_BYTES:
+        raise InvalidModel(f"larger than {MAX_MODEL_BYTES} bytes")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            names = set(npz.files)
+            expected = {"meta", *WEIGHT_NAMES}
+            if names != expected:
+                raise InvalidModel(f"expected arrays {sorted(expected)}, found {sorted(names)}")
+            raw_meta = npz["meta"]
+            arrays = {name: npz[name] for name in WEIGHT_NAMES}
+    except InvalidModel:
+        raise
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InvalidModel(f"not a readable .npz ({type(exc).__name__})") from exc
+    if raw_meta.shape != () or raw_meta.dtype.kind != "U":
+        raise InvalidModel("meta is not a JSON string")
+    try:
+        meta = ModelMeta.model_validate_json(str(raw_meta))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidModel(f"metadata invalid at {where or 'top'}: {first['msg']}") from None
+    hidden = meta.params.n_hidden
+    shapes = {
+        "w1": (hidden, N_PIXELS),
+        "b1": (hidden,),
+        "w2": (N_CLASSES, hidden),
+        "b2": (N_CLASSES,),
+    }
+    for name, shape in shapes.items():
+        array = arrays[name]
+        if array.dtype.kind != "f":
+            raise InvalidModel(f"{name} has dtype {array.dtype}, not a real float")
+        if array.shape != shape:
+            raise InvalidModel(f"{name} has shape {array.shape}, expected {shape}")
+        if not np.isfinite(array).all():
+            raise InvalidModel(f"{name} has values that are not finite")
+    return mlp.Weights(*(arrays[name] for name in WEIGHT_NAMES)), meta
 
 
 class ModelStore:
@@ -55,17 +112,47 @@ class ModelStore:
     def _checksum_path(self, model_id: UUID) -> Path:
         return self.path(model_id).with_suffix(".sha256")
 
-    def save(self, model_id: UUID, weights: mlp.Weights, meta: dict[str, Any]) -> tuple[str, int]:
+    def save(self, model_id: UUID, weights: mlp.Weights, meta: ModelMeta) -> tuple[str, int]:
         """Write the model atomically; returns its sha256 and size in bytes."""
         buffer = io.BytesIO()
         arrays = {name: getattr(weights, name).astype(np.float32) for name in WEIGHT_NAMES}
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
-        payload = buffer.getvalue()
+        np.savez(buffer, meta=np.array(meta.model_dump_json()), **arrays)
+        return self.write(model_id, buffer.getvalue())
+
+    def write(self, model_id: UUID, payload: bytes) -> tuple[str, int]:
+        """Write a model's bytes, then its checksum (which marks it complete)."""
         digest = sha256_bytes(payload)
         path = self.path(model_id)
         write_bytes_atomic(path, payload)
         write_bytes_atomic(self._checksum_path(model_id), f"{digest}  {path.name}\n".encode())
         return digest, len(payload)
+
+    def read_verified(self, model_id: UUID, expected_sha256: str | None = None) -> bytes:
+        """The model's bytes exactly as stored, after the sha256 check."""
+        return self._verified(model_id, expected_sha256)[0]
+
+    def _verified(self, model_id: UUID, expected_sha256: str | None) -> tuple[bytes, str]:
+        path = self.path(model_id)
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelFileError(f"model {model_id}: file missing") from exc
+        recorded = self.recorded_sha256(model_id)
+        if expected_sha256 is None and recorded is None:
+            raise ModelFileError(f"model {model_id}: no checksum recorded, refusing to load")
+        digest = sha256_bytes(payload)
+        for expected in (expected_sha256, recorded):
+            if expected is not None and digest != expected:
+                raise ModelFileError(
+                    f"model {model_id}: integrity check failed (sha256 {digest[:12]}..., "
+                    f"expected {expected[:12]}...)"
+                )
+        return payload, digest
+
+    def delete(self, model_id: UUID) -> None:
+        """Remove the checksum (the model is no longer complete), then the weights."""
+        self._checksum_path(model_id).unlink(missing_ok=True)
+        self.path(model_id).unlink(missing_ok=True)
 
     def recorded_sha256(self, model_id: UUID) -> str | None:
         try:
@@ -74,27 +161,12 @@ class ModelStore:
             return None
 
     def load(self, model_id: UUID, expected_sha256: str | None = None) -> LoadedModel:
-        """Read and verify a model; raises :class:`ModelFileError` on any mismatch."""
-        path = self.path(model_id)
+        """Read, verify and validate a model; raises :class:`ModelFileError` on any fault."""
+        payload, digest = self._verified(model_id, expected_sha256)
         try:
-            payload = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelFileError(f"model file {path.name} is missing") from exc
-        digest = sha256_bytes(payload)
-        for expected in (expected_sha256, self.recorded_sha256(model_id)):
-            if expected is not None and digest != expected:
-                raise ModelFileError(
-                    f"model {model_id}: integrity check failed (sha256 {digest[:12]}..., "
-                    f"expected {expected[:12]}...)"
-                )
-        if expected_sha256 is None and self.recorded_sha256(model_id) is None:
-            raise ModelFileError(f"model {model_id}: no checksum recorded, refusing to load")
-        try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-                meta = json.loads(str(npz["meta"]))
-                weights = mlp.Weights(*(npz[name] for name in WEIGHT_NAMES))
-        except (ValueError, KeyError, OSError) as exc:
-            raise ModelFileError(f"model {model_id}: unreadable ({exc})") from exc
+            weights, meta = parse_model(payload)
+        except InvalidModel as exc:
+            raise InvalidModel(f"model {model_id}: {exc}") from None
         return LoadedModel(model_id, weights, meta, digest, len(payload))
 
     # checkpoints: a running job's whole state, so another worker can resume it

@@ -10,10 +10,11 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 from threadpoolctl import threadpool_limits
 
 from shared.config import get_settings
+from shared.keys import Keys
+from shared.leases import Leases
 from shared.logs import configure_logging
 from shared.queue import TRAIN_TASK, make_celery
-from shared.registry import Registry
-from shared.store import ModelStore
+from shared.redis_conn import connect
 
 settings = get_settings()
 app = make_celery(settings, main="worker")
@@ -31,8 +32,8 @@ def blas_threads() -> int:
     return settings.blas_threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
 
 
-def _registry() -> Registry:
-    return Registry.from_url(settings.redis_url, settings.key_prefix)
+def _leases() -> Leases:
+    return Leases(connect(settings.redis_url), Keys(settings.key_prefix))
 
 
 def _requeue(job_id: UUID) -> None:
@@ -42,15 +43,14 @@ def _requeue(job_id: UUID) -> None:
 def _recovery_loop() -> None:
     """Every worker looks for jobs whose process died (worker/jobs.py), and re-creates
     the model registry from MODEL_DIR if Redis lost it."""
-    from worker.jobs import recover_orphans
+    from worker.jobs import Stores, recover_orphans
 
-    registry = _registry()
-    store = ModelStore(settings.model_dir)
+    stores = Stores.connect(settings, retries=3)
     while True:
         try:
-            recover_orphans(registry, settings, _requeue)
-            if not registry.has_models():
-                registry.rebuild_models(store)
+            recover_orphans(stores, settings, _requeue)
+            if not stores.registry.has_models():
+                stores.registry.rebuild(stores.files)
         except Exception as exc:
             log.warning("recovery pass failed: %s", exc)
         if _stop_recovery.wait(settings.recovery_interval_seconds):
@@ -68,7 +68,7 @@ def _on_worker_start(**_: Any) -> None:
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     try:
-        _registry().mark_worker_stopping(sender.hostname, stopping=False)
+        _leases().mark_worker_stopping(sender.hostname, stopping=False)
     except Exception as exc:
         log.warning("could not clear the stopping flag: %s", exc)
     threading.Thread(target=_recovery_loop, name="orphan-recovery", daemon=True).start()
@@ -89,7 +89,7 @@ def _on_worker_stopping(sender: str | None = None, **_: Any) -> None:
     _stop_recovery.set()
     if sender:
         try:
-            _registry().mark_worker_stopping(sender)
+            _leases().mark_worker_stopping(sender)
         except Exception as exc:
             log.warning("could not announce shutdown: %s", exc)
 

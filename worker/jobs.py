@@ -22,21 +22,45 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import evaluation, mnist, training
 from shared.config import Settings
+from shared.jobstore import JobStore
+from shared.keys import Keys
+from shared.leases import Leases
 from shared.logs import job_context
-from shared.registry import Registry, model_info
-from shared.schemas import EpochRecord, Job, JobStatus, utcnow
+from shared.redis_conn import WORKER_RETRIES, connect
+from shared.registry import ModelRegistry, model_info
+from shared.schemas import EpochRecord, Job, JobStatus, ModelMeta, utcnow
 from shared.store import ModelStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """What a worker reads and writes: job records, leases, the registry, the files."""
+
+    jobs: JobStore
+    leases: Leases
+    registry: ModelRegistry
+    files: ModelStore
+
+    @classmethod
+    def connect(cls, settings: Settings, retries: int = WORKER_RETRIES) -> "Stores":
+        """Clients that ride out a Redis restart of up to about half a minute."""
+        client = connect(settings.redis_url, retries=retries)
+        keys = Keys(settings.key_prefix)
+        files = ModelStore(settings.model_dir)
+        return cls(JobStore(client, keys), Leases(client, keys), ModelRegistry(client, keys), files)
 
 
 class JobCancelled(Exception):
@@ -73,7 +97,7 @@ def prepare_storage(settings: Settings) -> None:
     store = ModelStore(settings.model_dir)
     store.remove_stale_temp_files()
     try:
-        Registry.from_url(settings.redis_url, settings.key_prefix).rebuild_models(store)
+        ModelRegistry(connect(settings.redis_url), Keys(settings.key_prefix)).rebuild(store)
     except Exception:  # Redis may come up later; the api rebuilds too
         log.exception("could not rebuild the model registry at start-up")
 
@@ -82,9 +106,9 @@ class Heartbeat:
     """Renews the job's lease from a thread while the main thread trains."""
 
     def __init__(
-        self, registry: Registry, job_id: UUID, token: str, worker: str, settings: Settings
+        self, leases: Leases, job_id: UUID, token: str, worker: str, settings: Settings
     ) -> None:
-        self.registry, self.job_id, self.token, self.worker = registry, job_id, token, worker
+        self.leases, self.job_id, self.token, self.worker = leases, job_id, token, worker
         self.settings = settings
         self.lost = threading.Event()
         self.stopping = threading.Event()
@@ -102,21 +126,19 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._done.wait(self.settings.heartbeat_seconds):
             try:
-                if not self.registry.renew_lease(
-                    self.job_id, self.token, self.settings.lease_seconds
-                ):
+                if not self.leases.renew(self.job_id, self.token, self.settings.lease_seconds):
                     self.lost.set()
-                if self.registry.worker_stopping(self.worker):
+                if self.leases.worker_stopping(self.worker):
                     self.stopping.set()
             except Exception as exc:  # Redis away for a moment: the lease TTL decides
                 log.warning("job %s: heartbeat failed: %s", self.job_id, exc)
 
 
-def acquire_lease(registry: Registry, job_id: UUID, token: str, settings: Settings) -> bool:
+def acquire_lease(leases: Leases, job_id: UUID, token: str, settings: Settings) -> bool:
     """Take the job's lease, waiting up to one lease period for a dead holder's to expire."""
     deadline = time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
     while True:
-        if registry.acquire_lease(job_id, token, settings.lease_seconds):
+        if leases.acquire(job_id, token, settings.lease_seconds):
             return True
         if time.monotonic() > deadline:
             return False
@@ -131,53 +153,70 @@ def _start(job: Job) -> Job | None:
     return job
 
 
-def run_job(
-    job_id: UUID, settings: Settings, registry: Registry, worker: str = "local"
-) -> JobStatus:
+def run_job(job_id: UUID, settings: Settings, stores: Stores, worker: str = "local") -> JobStatus:
     """Train one job to its end; every outcome is written to the job record.
 
-    Returns the job's status; ``queued`` means "put the message back" (warm shutdown).
+    Returns the job's status; ``queued`` means "put the message back" (warm shutdown),
+    ``running`` "leave it": another process holds it, or Redis stayed away longer than
+    the clients' retries, and the orphan recovery resumes it from its checkpoint.
     Every line logged meanwhile carries the job id.
     """
     with job_context(job_id):
-        return _run_job(job_id, settings, registry, worker)
+        try:
+            return _run_job(job_id, settings, stores, worker)
+        except redis.RedisError as exc:
+            log.error(
+                "job %s: Redis unreachable beyond the retries (%s); checkpoint kept", job_id, exc
+            )
+            return JobStatus.running
 
 
-def _run_job(job_id: UUID, settings: Settings, registry: Registry, worker: str) -> JobStatus:
-    job = registry.get_job(job_id)
+def _run_job(job_id: UUID, settings: Settings, stores: Stores, worker: str) -> JobStatus:
+    jobs = stores.jobs
+    job = jobs.get(job_id)
     if job is None:
         log.warning("job %s has no record, dropping it", job_id)
         return JobStatus.failed
     if job.status.finished:
         log.info("job %s already %s", job_id, job.status.value)
         return job.status
-    if registry.cancel_requested(job_id):
-        return registry.finish_job(job_id, JobStatus.cancelled).status
+    if job.cancel_requested:
+        return jobs.finish(job_id, JobStatus.cancelled).status
 
     token = f"{worker}:{os.getpid()}:{uuid4().hex[:8]}"
-    if not acquire_lease(registry, job_id, token, settings):
-        log.info("job %s is held by %s; leaving it", job_id, registry.lease_holder(job_id))
+    if not acquire_lease(stores.leases, job_id, token, settings):
+        log.info("job %s is held by %s; leaving it", job_id, stores.leases.holder(job_id))
         return job.status
     try:
-        with Heartbeat(registry, job_id, token, worker, settings) as beat:
-            return _run_leased(job_id, settings, registry, beat)
+        with Heartbeat(stores.leases, job_id, token, worker, settings) as beat:
+            return _run_leased(job_id, settings, stores, beat)
     finally:
-        registry.release_lease(job_id, token)
+        stores.leases.release(job_id, token)
 
 
-def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Heartbeat) -> JobStatus:
-    store = ModelStore(settings.model_dir)
-    job = registry.update_job(job_id, _start)
+def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbeat) -> JobStatus:
+    jobs, files = stores.jobs, stores.files
+    job = jobs.update(job_id, _start)
     if job.status is not JobStatus.running:
         log.info("job %s already %s", job_id, job.status.value)
         return job.status
-    if job.attempts > settings.max_attempts:
-        store.remove_checkpoint(job_id)
-        error = f"worker lost: gave up after {settings.max_attempts} attempts"
-        return registry.finish_job(job_id, JobStatus.failed, error=error).status
 
-    state = store.load_checkpoint(job_id)
-    registry.reset_progress(job_id, state.epoch if state else 0)
+    def finish(status: JobStatus, **fields: Any) -> JobStatus:
+        """The final state first; only then is the checkpoint expendable."""
+        final = jobs.finish(job_id, status, **fields).status
+        try:
+            files.remove_checkpoint(job_id)
+        except OSError as exc:  # a read-only volume: the record already says why
+            log.warning("job %s: could not remove its checkpoint: %s", job_id, exc)
+        return final
+
+    if job.attempts > settings.max_attempts:
+        return finish(
+            JobStatus.failed, error=f"worker lost: gave up after {settings.max_attempts} attempts"
+        )
+
+    state = files.load_checkpoint(job_id)
+    jobs.reset_progress(job_id, state.epoch if state else 0)
     if state:
         log.info("job %s: resuming from checkpoint at epoch %d", job_id, state.epoch)
     log.info("job %s: attempt %d, %s", job_id, job.attempts, job.params.model_dump_json())
@@ -185,7 +224,7 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
 
     def on_epoch(state: training.TrainState, record: EpochRecord) -> None:
         nonlocal last_checkpoint
-        registry.record_epoch(job_id, record)
+        jobs.record_epoch(job_id, record)
         log.info(
             "job %s: epoch %d/%d cost %.4f (%.3fs)",
             job_id,
@@ -196,18 +235,14 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
         )
         if beat.lost.is_set():
             raise LeaseLost
-        if registry.cancel_requested(job_id):
+        if jobs.cancel_requested(job_id):
             raise JobCancelled
         due = time.monotonic() - last_checkpoint >= settings.checkpoint_seconds
         if state.epoch < job.params.epochs and (due or beat.stopping.is_set()):
-            store.save_checkpoint(job_id, state)
+            files.save_checkpoint(job_id, state)
             last_checkpoint = time.monotonic()
         if beat.stopping.is_set():
             raise WorkerStopping
-
-    def finish(status: JobStatus, **fields: Any) -> JobStatus:
-        store.remove_checkpoint(job_id)
-        return registry.finish_job(job_id, status, **fields).status
 
     try:
         data = training.split(
@@ -218,24 +253,34 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
         scale = job.params.input_scaling.factor
         train_acc = training.accuracy(state.weights, data.train_x, data.train_y, scale)
         test_acc = training.accuracy(state.weights, data.test_x, data.test_y, scale)
-        meta = {
-            "created_at": utcnow().isoformat(),
-            "job_id": str(job_id),
-            "params": job.params.model_dump(mode="json"),
-            "train_accuracy": train_acc,
-            "test_accuracy": test_acc,
-            "input_scale": scale,
-            # confusion matrix and first misclassified test images, for the web page
-            **evaluation.evaluate(state.weights, data.test_x, data.test_y, scale).meta(),
-        }
-        store.save(job_id, state.weights, meta)
-        registry.put_model(model_info(store.load(job_id)))
+        evaluated = evaluation.evaluate(state.weights, data.test_x, data.test_y, scale)
+        meta = ModelMeta(
+            created_at=utcnow(),
+            job_id=job_id,
+            params=job.params,
+            train_accuracy=train_acc,
+            test_accuracy=test_acc,
+            input_scale=scale,
+            confusion=evaluated.confusion,
+            errors=evaluated.errors,
+        )
+        if not jobs.commit(job_id):  # one transaction with the API's cancel: one winner
+            raise JobCancelled
+        files.save(job_id, state.weights, meta)
+        info = model_info(files.load(job_id))
+        stores.registry.put_model(info)
+        promotion = None
+        if job.promote is not None:
+            promotion = stores.registry.promote_if_better(info, job.promote, test_acc)
+            log.info(
+                "job %s: promotion gate for %s: %s", job_id, job.promote.alias, promotion.reason
+            )
     except JobCancelled:
         log.info("job %s cancelled at an epoch boundary", job_id)
         return finish(JobStatus.cancelled)
     except WorkerStopping:
         log.info("job %s: worker stopping, back to the queue", job_id)
-        return registry.update_job(job_id, _requeue(count_attempt=False)).status
+        return jobs.update(job_id, _requeue(count_attempt=False)).status
     except LeaseLost:
         log.warning("job %s: lease lost to another worker, stopping here", job_id)
         return JobStatus.running
@@ -243,13 +288,30 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
         log.error("job %s exceeded its time limit", job_id)
         error = f"time limit exceeded ({settings.job_time_limit_seconds:g} s)"
         return finish(JobStatus.failed, error=error)
+    except redis.RedisError:
+        raise  # not the job's fault: run_job leaves it, checkpoint kept, for recovery
     except Exception as exc:
         log.exception("job %s failed", job_id)
         return finish(JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
     log.info("job %s succeeded: train %.4f test %.4f", job_id, train_acc, test_acc)
-    return finish(
-        JobStatus.succeeded, model_id=job_id, train_accuracy=train_acc, test_accuracy=test_acc
+    status = finish(
+        JobStatus.succeeded,
+        model_id=job_id,
+        train_accuracy=train_acc,
+        test_accuracy=test_acc,
+        promotion=promotion,
     )
+    if settings.model_retention is not None:
+        _retain(settings.model_retention, stores)
+    return status
+
+
+def _retain(keep: int, stores: Stores) -> None:
+    """MODEL_RETENTION: never a model an alias points at or an active job starts from."""
+    try:
+        stores.registry.apply_retention(keep, stores.files)
+    except Exception:  # the job has succeeded; retention tries again after the next one
+        log.exception("retention failed")
 
 
 def _requeue(count_attempt: bool) -> Callable[[Job], Job | None]:
@@ -264,7 +326,7 @@ def _requeue(count_attempt: bool) -> Callable[[Job], Job | None]:
     return change
 
 
-def _claim_orphan(registry: Registry, job_id: UUID) -> bool:
+def _claim_orphan(jobs: JobStore, job_id: UUID) -> bool:
     """Move a running job back to queued; true only for the caller whose transaction did it."""
     requeue = _requeue(count_attempt=True)
     claimed = False
@@ -275,28 +337,31 @@ def _claim_orphan(registry: Registry, job_id: UUID) -> bool:
         claimed = changed is not None
         return changed
 
-    registry.update_job(job_id, claim)
+    jobs.update(job_id, claim)
     return claimed
 
 
 def recover_orphans(
-    registry: Registry, settings: Settings, requeue: Callable[[UUID], object]
+    stores: Stores, settings: Settings, requeue: Callable[[UUID], object]
 ) -> list[UUID]:
     """Re-queue running jobs whose worker died (no lease), or fail them past the cap."""
     recovered = []
-    for job in registry.active_jobs():
-        if job.status is not JobStatus.running or registry.lease_holder(job.id):
+    for job in stores.jobs.active():
+        if job.status is not JobStatus.running or stores.leases.holder(job.id):
             continue
         if job.attempts >= settings.max_attempts:
             error = f"worker lost: gave up after {job.attempts} attempts"
-            finished = registry.finish_job(
+            finished = stores.jobs.finish(
                 job.id, JobStatus.failed, only_from=(JobStatus.running,), error=error
             )
             if finished.status is JobStatus.failed:
-                ModelStore(settings.model_dir).remove_checkpoint(job.id)
                 log.warning("job %s: %s", job.id, error)
+                try:
+                    stores.files.remove_checkpoint(job.id)
+                except OSError as exc:
+                    log.warning("job %s: could not remove its checkpoint: %s", job.id, exc)
             continue
-        if _claim_orphan(registry, job.id):
+        if _claim_orphan(stores.jobs, job.id):
             log.warning("job %s: its worker died at epoch %d, re-queueing", job.id, job.epoch)
             requeue(job.id)
             recovered.append(job.id)

@@ -7,21 +7,21 @@ from celery import Task
 from celery.exceptions import Reject
 
 from shared.queue import TRAIN_TASK
-from shared.registry import Registry
 from shared.schemas import JobStatus
 from worker.app import app, settings
-from worker.jobs import run_job
+from worker.jobs import Stores, run_job
 
 
 @lru_cache(maxsize=1)
-def registry() -> Registry:
-    return Registry.from_url(settings.redis_url, settings.key_prefix)
+def stores() -> Stores:
+    """One set of clients per training process (made after the fork)."""
+    return Stores.connect(settings)
 
 
 @app.task(name=TRAIN_TASK, bind=True)
 def train(self: Task, job_id: str) -> str:
     """Train the job whose record the API wrote; the outcome goes to that record."""
-    status = run_job(UUID(job_id), settings, registry(), worker=self.request.hostname or "worker")
+    status = run_job(UUID(job_id), settings, stores(), worker=self.request.hostname or "worker")
     if status is JobStatus.queued:  # warm shutdown: checkpointed, put the message back
         raise Reject("worker stopping; job checkpointed", requeue=True)
     return status.value

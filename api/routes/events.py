@@ -1,7 +1,7 @@
 """``GET /jobs/{id}/events``: a job's progress as Server-Sent Events.
 
 The worker writes the job record and one history row per epoch to Redis
-(shared/registry.py); this stream polls them at a short interval and sends
+(shared/jobstore.py); this stream polls them at a short interval and sends
 
 - ``status``: the job record (no history) first and whenever its status changes;
 - ``epoch``: one per finished epoch, a history row plus ``epochs`` (the total),
@@ -27,9 +27,9 @@ from fastapi import APIRouter, Header, HTTPException
 from sse_starlette import EventSourceResponse
 
 from api import metrics
-from api.deps import RegistryDep
-from shared.registry import Registry
-from shared.schemas import EpochRecord, ErrorBody, Job
+from api.deps import JobsDep
+from shared.jobstore import JobStore
+from shared.schemas import ErrorBody, Job
 
 log = logging.getLogger(__name__)
 
@@ -52,36 +52,18 @@ data: {"id": "…", "status": "succeeded", "model_id": "…", "test_accuracy": 0
 """
 
 
-def read_progress(
-    registry: Registry, job_id: UUID, after: int
-) -> tuple[Job | None, list[EpochRecord]]:
-    """The job record and its history rows after epoch ``after``, read atomically.
-
-    Row ``i`` of ``job:<id>:history`` is epoch ``i + 1`` (the registry trims rows
-    before it pushes one), so the rows after epoch ``after`` start at index ``after``.
-    """
-    key = f"{registry.prefix}job:{job_id}"
-    with registry.redis.pipeline(transaction=True) as pipe:
-        pipe.get(key)
-        pipe.lrange(f"{key}:history", after, -1)
-        raw, rows = pipe.execute()
-    if not raw:
-        return None, []
-    return Job.model_validate_json(raw), [EpochRecord.model_validate_json(row) for row in rows]
-
-
 def _job_event(event: str, job: Job) -> dict[str, str]:
     return {"event": event, "data": job.model_dump_json()}
 
 
 async def job_events(
-    registry: Registry, job_id: UUID, after: int = 0, poll: float = POLL_SECONDS
+    jobs: JobStore, job_id: UUID, after: int = 0, poll: float = POLL_SECONDS
 ) -> AsyncIterator[dict[str, str]]:
     """Events of one job until it ends (see the module docstring)."""
     sent, status = after, None
     while True:
         try:
-            job, rows = await asyncio.to_thread(read_progress, registry, job_id, sent)
+            job, rows = await asyncio.to_thread(jobs.progress, job_id, sent)
         except redis.RedisError as exc:
             log.warning("events of job %s: redis error: %s", job_id, exc)
             detail = "the job store (Redis) is unavailable; reconnect to resume"
@@ -118,7 +100,7 @@ async def job_events(
 )
 async def stream_job_events(
     job_id: UUID,
-    registry: RegistryDep,
+    jobs: JobsDep,
     last_event_id: Annotated[
         str | None,
         Header(description="Resume after this epoch (browsers send it when they reconnect)."),
@@ -128,11 +110,11 @@ async def stream_job_events(
 
     Works for a job that already ended too (its history, then ``end``).
     """
-    job, _ = await asyncio.to_thread(read_progress, registry, job_id, 0)
+    job, _ = await asyncio.to_thread(jobs.progress, job_id, 0)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    stream = _counted(job_events(registry, job_id, after), metrics.current())
+    stream = _counted(job_events(jobs, job_id, after), metrics.current())
     return EventSourceResponse(stream, ping=PING_SECONDS)
 
 

@@ -1,9 +1,10 @@
 """Liveness and readiness probes for orchestrators and compose healthchecks."""
 
+import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import ModelsDep, RegistryDep
+from api.deps import ModelIndexDep, ModelsDep
 from shared.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -16,11 +17,17 @@ async def livez() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-def readyz(registry: RegistryDep, models: ModelsDep) -> Health | JSONResponse:
-    """Redis answers; 503 otherwise. Lists models refused for failing their integrity check."""
+async def readyz(index: ModelIndexDep, models: ModelsDep) -> Health | JSONResponse:
+    """Redis answers (503 otherwise), and which model serves by default: ``degraded``
+    when the default had to fall back past a broken or missing model."""
     try:
-        registry.ping()
-    except Exception as exc:
-        body = Health(status="unavailable", detail=f"redis: {exc}")
+        await index.ping()
+        serving = await index.serving()
+    except (redis.RedisError, OSError):
+        body = Health(status="unavailable", detail="redis unreachable")
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return Health(status="ok", refused_models=dict(models.refused))
+    return Health(
+        status="degraded" if serving.fallback else "ok",
+        serving=serving,
+        refused_models=dict(models.refused),
+    )

@@ -4,15 +4,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api import imaging
-from api.deps import ModelIndexDep, ModelsDep, require_api_key_for_predict
+from api.deps import ServerDep, require_api_key_for_predict
 from api.metrics import count_predictions
-from api.routes.predict import serving_model
 from api.serving import predict
-from shared.schemas import ErrorBody, Prediction
+from shared.schemas import AliasName, ErrorBody, Prediction
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
 
@@ -48,10 +48,12 @@ class ImagePrediction(Prediction):
     },
 )
 async def predict_image(
-    index: ModelIndexDep,
-    models: ModelsDep,
+    server: ServerDep,
     file: Annotated[UploadFile, File(description="A PNG, JPEG, ... picture of one digit.")],
-    model_id: Annotated[UUID | None, Form(description="Default: the newest model.")] = None,
+    model_id: Annotated[
+        UUID | None, Form(description="Default: the serving alias, else the newest model.")
+    ] = None,
+    alias: Annotated[AliasName | None, Form(description="A model by alias.")] = None,
 ) -> ImagePrediction:
     """Classify a picture of one handwritten digit, any size, either polarity.
 
@@ -60,17 +62,28 @@ async def predict_image(
     aspect ratio, centred by centre of mass in 28x28. The answer is that of
     ``/predict`` plus the 28x28 ``pixels`` the model saw.
     """
+    if model_id is not None and alias is not None:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "alias"),
+                    "msg": "send at most one of model_id or alias",
+                    "type": "value_error",
+                }
+            ]
+        )
     data = await file.read(imaging.MAX_IMAGE_BYTES + 1)
     try:
         pixels = await run_in_threadpool(imaging.image_to_mnist, data)
     except imaging.ImageError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    model = await serving_model(model_id, index, models)
-    probabilities = predict(model, pixels.reshape(1, -1))[0]
+    served = await server.model(model_id, alias)
+    probabilities = predict(served.model, pixels.reshape(1, -1))[0]
     count_predictions(1, "/predict/image")
     return ImagePrediction(
         label=int(probabilities.argmax()),
         probabilities=probabilities.tolist(),
-        model_id=model.id,
+        model_id=served.model.id,
+        alias=served.alias,
         pixels=pixels.tolist(),
     )

@@ -8,16 +8,17 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Resp
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
+from api.deps import JobsDep, PageDep, QueueDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
+from shared.jobstore import JobEnded, JobNotFound, QueueFull, TooLateToCancel
 from shared.queue import TRAIN_TASK
-from shared.registry import JobNotFound
 from shared.schemas import (
     ErrorBody,
     Job,
     JobAccepted,
     JobList,
     JobPublic,
+    JobRequest,
     JobStatus,
     Preset,
     TrainParams,
@@ -45,11 +46,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     },
 )
 def submit_job(
-    registry: RegistryDep,
+    jobs: JobsDep,
     queue: QueueDep,
     settings: SettingsDep,
     response: Response,
-    params: Annotated[TrainParams | None, Body()] = None,
+    body: Annotated[JobRequest | None, Body()] = None,
     preset: Annotated[
         Preset | None,
         Query(description="Start from named settings: `book` (the defaults) or `fast`."),
@@ -59,52 +60,61 @@ def submit_job(
         Header(max_length=200, description="Retrying with the same key returns the same job."),
     ] = None,
 ) -> JobAccepted:
-    """Queue a training job; every hyper-parameter is optional (defaults: the book's run)."""
+    """Queue a training job; every hyper-parameter is optional (defaults: the book's run).
+
+    Beside the hyper-parameters, ``promote`` asks for the promotion gate when it succeeds.
+    """
+    given, options = body.split() if body is not None else ({}, None)
     try:
-        params = with_preset(preset, params)
+        params = with_preset(preset, TrainParams.model_validate(given))
     except ValidationError as exc:  # the preset and the body together can clash
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
-    job = Job(id=uuid4(), params=params, epochs=params.epochs)
+    job = Job(
+        id=uuid4(),
+        params=params,
+        epochs=params.epochs,
+        promote=options.promote if options else None,
+    )
+    idempotency = None
     if idempotency_key is not None:
-        fingerprint = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
-        first, first_id = registry.remember_idempotency(idempotency_key, fingerprint, job.id)
-        if first_id != job.id:
-            if first != fingerprint:
-                raise HTTPException(409, "Idempotency-Key already used with a different body")
-            original = registry.get_job(first_id)
-            if original is not None:
-                response.headers["Location"] = f"/jobs/{first_id}"
-                return JobAccepted(id=first_id, status=original.status)
-    queued = sum(j.status is JobStatus.queued for j in registry.active_jobs())
-    if queued >= settings.max_queued_jobs:
-        if idempotency_key is not None:
-            registry.forget_idempotency(idempotency_key)
-        raise HTTPException(
-            429, f"{queued} jobs are queued already; try later", headers={"Retry-After": "30"}
+        fingerprint = hashlib.sha256(
+            f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()}".encode()
+        ).hexdigest()
+        idempotency = (idempotency_key, fingerprint)
+    try:
+        created = jobs.create(job, settings.max_queued_jobs, idempotency)
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "30"}) from None
+    if not created.created:
+        if idempotency is not None and created.fingerprint != idempotency[1]:
+            raise HTTPException(409, "Idempotency-Key already used with a different body")
+        original = jobs.get(created.job_id)
+        response.headers["Location"] = f"/jobs/{created.job_id}"
+        return JobAccepted(
+            id=created.job_id, status=original.status if original else JobStatus.queued
         )
-    registry.create_job(job)
     try:
         queue.send_task(TRAIN_TASK, args=[str(job.id)], task_id=str(job.id))
     except Exception as exc:
-        registry.finish_job(job.id, JobStatus.failed, error=f"could not queue: {exc}")
+        jobs.finish(job.id, JobStatus.failed, error="could not queue: broker unreachable")
         raise HTTPException(503, "could not queue the job: broker unreachable") from exc
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobAccepted(id=job.id, status=job.status)
 
 
 @router.get("", response_model=JobList)
-def list_jobs(registry: RegistryDep, page: PageDep) -> JobList:
+def list_jobs(jobs: JobsDep, page: PageDep) -> JobList:
     """Jobs, newest first (history left out: see ``GET /jobs/{id}``)."""
-    items, total = registry.list_jobs(page.offset, page.limit)
+    items, total = jobs.list_jobs(page.offset, page.limit)
     return JobList(items=items, total=total, offset=page.offset, limit=page.limit)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
-def get_job(job_id: UUID, registry: RegistryDep) -> JobPublic:
+def get_job(job_id: UUID, jobs: JobsDep) -> JobPublic:
     """Status, progress (``epoch`` of ``epochs``), per-epoch history and results."""
-    job = registry.get_job_public(job_id)
+    job = jobs.get_public(job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     return job
@@ -118,17 +128,15 @@ def get_job(job_id: UUID, registry: RegistryDep) -> JobPublic:
     responses={
         **NOT_FOUND,
         401: {"model": ErrorBody, "description": "API_KEY is set and was not given."},
-        409: {"model": ErrorBody, "description": "The job already ended."},
+        409: {"model": ErrorBody, "description": "The job ended, or is saving its model."},
     },
 )
-def cancel_job(job_id: UUID, registry: RegistryDep) -> Job:
-    """A queued job never runs; a running one stops at its next epoch boundary."""
-    job = registry.get_job(job_id)
-    if job is None:
-        raise HTTPException(404, f"job {job_id} not found")
-    if job.status.finished:
-        raise HTTPException(409, f"job {job_id} already {job.status.value}")
+def cancel_job(job_id: UUID, jobs: JobsDep) -> Job:
+    """A queued job never runs; a running one stops at its next epoch boundary, and
+    ends ``cancelled`` with no model. Once it is saving its model it is too late: 409."""
     try:
-        return registry.request_cancel(job_id)
+        return jobs.request_cancel(job_id)
     except JobNotFound:
         raise HTTPException(404, f"job {job_id} not found") from None
+    except (JobEnded, TooLateToCancel) as exc:
+        raise HTTPException(409, str(exc)) from None
