@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,7 +27,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cli import lifecycle
 from cli.client import Api, ApiError
+from cli.console import err, out
 from shared.schemas import InputScaling, LrSchedule
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -40,10 +41,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-if not out.is_terminal:  # piped: tables keep whole ids rather than fit 80 columns
-    out.width = max(out.width, 160)
 
 
 class Dtype(StrEnum):
@@ -289,18 +286,19 @@ def models(
     offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Trained models, newest first (the newest serves predictions by default)."""
+    """Trained models, newest first, with the aliases pointing at each."""
     page = _api(ctx).get("/models", limit=limit, offset=offset)
     if as_json:
         _print_json(page)
         return
     table = Table(title=f"models {offset + 1}-{offset + len(page['items'])} of {page['total']}")
-    for column in ("id", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
+    for column in ("id", "aliases", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
         table.add_column(column, no_wrap=column == "id")
     for model in page["items"]:
         params = model["params"]
         table.add_row(
             model["id"],
+            ", ".join(model["aliases"]) or "-",
             _when(model["created_at"]),
             _percent(model["train_accuracy"]),
             _percent(model["test_accuracy"]),
@@ -393,6 +391,9 @@ def serve(
         )
     os.environ.update(HOST=host, PORT=str(port))
     os.execv(script, [str(script)])
+
+
+lifecycle.register(app)
 
 
 def main() -> None:
