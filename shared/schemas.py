@@ -56,26 +56,57 @@ class TrainParams(BaseModel):
         },
     )
 
-    n_hidden: int = Field(50, ge=1, le=1024, description="Hidden units.")
-    l1: float = Field(0.0, ge=0, le=10, description="L1 penalty (bias weights not penalised).")
-    l2: float = Field(0.1, ge=0, le=10, description="L2 penalty (bias weights not penalised).")
-    epochs: int = Field(1000, ge=1, le=5000, description="Passes over the training set.")
-    eta: float = Field(0.001, gt=0, le=10, description="Initial learning rate.")
-    alpha: float = Field(0.001, ge=0, lt=1, description="Momentum: share of the previous step.")
-    decrease_const: float = Field(0.00001, ge=0, le=1, description="Learning-rate decay.")
-    lr_schedule: LrSchedule = LrSchedule.compound
-    minibatches: int = Field(50, ge=1, le=10_000, description="Mini-batches per epoch.")
+    n_hidden: int = Field(
+        50, ge=1, le=1024, description="Hidden units: neurons in the one hidden layer."
+    )
+    l1: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="L1 penalty l1·Σ|w|: pushes weights toward 0, sparser (not biases).",
+    )
+    l2: float = Field(
+        0.1, ge=0, le=10, description="L2 penalty l2/2·Σw²: keeps weights small (not biases)."
+    )
+    epochs: int = Field(
+        1000, ge=1, le=5000, description="Passes over the training set; time grows with it."
+    )
+    eta: float = Field(
+        0.001, gt=0, le=10, description="Learning rate η: the size of each gradient step at first."
+    )
+    alpha: float = Field(
+        0.001, ge=0, lt=1, description="Momentum: share of the previous step added to each step."
+    )
+    decrease_const: float = Field(
+        0.00001, ge=0, le=1, description="Learning-rate decay d: how fast η shrinks per epoch."
+    )
+    lr_schedule: LrSchedule = Field(
+        LrSchedule.compound,
+        description="How η decays in epoch i: compound η /= 1+d·i each epoch (the book's code); "
+        "inverse η = η0/(1+d·i).",
+    )
+    minibatches: int = Field(
+        50, ge=1, le=10_000, description="Mini-batches per epoch: weight updates per pass."
+    )
     shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
-    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the job's random generator.")
-    input_scaling: InputScaling = InputScaling.none
+    seed: int = Field(
+        1,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the job's random generator: same seed, same run.",
+    )
+    input_scaling: InputScaling = Field(
+        InputScaling.none,
+        description="What the network sees of a pixel: none 0..255 (the book), unit 0..1.",
+    )
     validation_fraction: float = Field(
-        0.0, ge=0, le=0.5, description="Share of the training set held out for validation."
+        0.0, ge=0, le=0.5, description="Share of the training set held out to report accuracy."
     )
     train_size: int | None = Field(
         None, ge=100, le=60_000, description="Train on the first N images only (quick runs)."
     )
     dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic precision of training."
+        "float32", description="Arithmetic precision: float32 is faster, float64 the book's."
     )
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 // mnist-service web page: plain JavaScript, no build step, no dependencies.
 // Talks to the same API as every other client: /predict/image, /jobs, /jobs/{id}/events,
-// /models and /openapi.json (for the training form's defaults and limits).
+// /models, /openapi.json (the training form's fields, limits and meanings) and
+// /presets.json (the values of POST /jobs?preset=fast|book).
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -133,6 +134,7 @@ function clearPad() {
   ink.fillRect(0, 0, pad.width, pad.height);
   strokes = 0;
   pad.dataset.strokes = "0";
+  $("#pad-hint").hidden = false; // an empty pad says what it is for
   showResult(null);
 }
 
@@ -160,6 +162,7 @@ pad.addEventListener("pointerdown", (event) => {
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
   drawing = padPoint(event);
+  $("#pad-hint").hidden = true;
   strokeTo(drawing); // a dot
   clearTimeout(predictTimer);
 });
@@ -263,17 +266,42 @@ function limits(s) {
   return low ?? high ?? "";
 }
 
+let presets = {};
+
+function preset() {
+  return $("#presets input[name=preset]:checked").value;
+}
+
+function applyPreset(name) {
+  // Every field shows what the job will get: the preset's value for each parameter.
+  const values = presets[name] || {};
+  for (const input of $("#params").querySelectorAll("input, select")) {
+    const value = values[input.name];
+    if (input.type === "checkbox") input.checked = Boolean(value);
+    else input.value = value === null || value === undefined ? "" : String(value);
+  }
+}
+
 async function buildForm() {
-  const spec = await fetch("/openapi.json").then((r) => r.json());
+  const [spec, known] = await Promise.all([
+    fetch("/openapi.json").then((r) => r.json()),
+    fetch("/presets.json").then((r) => r.json()),
+  ]);
+  presets = known;
   const params = spec.components.schemas.TrainParams.properties;
   const box = $("#params");
   for (const [name, raw] of Object.entries(params)) {
     const s = resolve(raw, spec);
     const label = document.createElement("label");
-    label.title = s.description || "";
     const caption = document.createElement("span");
+    caption.className = "name";
     caption.textContent = name;
     label.append(caption);
+    // what the field means, from the schema's description (the same text /docs shows)
+    const meaning = document.createElement("span");
+    meaning.className = "meaning";
+    meaning.textContent = s.description || "";
+    label.append(meaning);
     let input;
     if (s.enum) {
       input = document.createElement("select");
@@ -297,10 +325,13 @@ async function buildForm() {
     const hint = document.createElement("span");
     hint.className = "hint";
     const range = limits(s);
-    hint.textContent = [range && `range ${range}`, s.default !== undefined && s.default !== null ? `default ${s.default}` : s.optional ? "default: all" : ""]
-      .filter(Boolean).join(" · ");
+    hint.textContent = [range && `range ${range}`, s.optional ? "empty: all" : ""].filter(Boolean).join(" · ");
     label.append(hint);
     box.append(label);
+  }
+  applyPreset(preset());
+  for (const radio of document.querySelectorAll("#presets input[name=preset]")) {
+    radio.addEventListener("change", () => applyPreset(radio.value));
   }
 }
 
@@ -321,12 +352,13 @@ $("#train-form").addEventListener("submit", async (event) => {
   status.className = "caption";
   status.textContent = "submitting…";
   try {
-    const job = await api("/jobs", {
+    const job = await api(`/jobs?preset=${encodeURIComponent(preset())}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(formParams()),
     });
-    status.textContent = `job ${job.id.slice(0, 8)} ${job.status}`;
+    submitted = { id: job.id, status: job.status, epoch: 0, epochs: formParams().epochs };
+    showSubmitted();
     await refreshJobs();
     selectJob(job.id);
   } catch (error) {
@@ -340,6 +372,47 @@ $("#train-form").addEventListener("submit", async (event) => {
 let selected = null;
 let follower = null;
 let curve = { points: [], epochs: 0 };
+// The followed job as its event stream last told: the caption, the curve and the job's
+// row in the table all show this one state, so they never disagree.
+let live = null;
+// The job the form queued last: "Start training" shows its status until it ends.
+let submitted = null;
+
+function progressText(job) {
+  let text = `job ${job.id.slice(0, 8)} ${job.status}, epoch ${job.epoch}/${job.epochs}`;
+  if (job.status === "succeeded" && job.test_accuracy !== undefined) text += `: test accuracy ${percent(job.test_accuracy)}`;
+  if (job.status === "failed" && job.error) text += `: ${job.error}`;
+  return text;
+}
+
+function showSubmitted() {
+  if (!submitted) return;
+  const status = $("#train-status");
+  status.className = `caption status-${submitted.status}`;
+  status.textContent = progressText(submitted);
+}
+
+function learn(job) {
+  // Whatever the page learns about a job: keep the "Start training" line in step.
+  if (submitted && job.id === submitted.id) {
+    submitted = { ...submitted, ...job };
+    showSubmitted();
+  }
+}
+
+function fillRow(row, job) {
+  row.dataset.status = job.status;
+  row.cells[1].className = `status-${job.status}`;
+  row.cells[1].textContent = job.status;
+  row.cells[2].textContent = `${job.epoch}/${job.epochs}`;
+}
+
+function showLive() {
+  $("#curve-job").textContent = `job ${live.id.slice(0, 8)}: ${live.status}, epoch ${live.epoch}/${live.epochs}`;
+  const row = document.querySelector(`#jobs tbody tr[data-id="${live.id}"]`);
+  if (row) fillRow(row, live);
+  learn(live);
+}
 
 function percent(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
@@ -355,12 +428,13 @@ async function refreshJobs() {
   const body = $("#jobs tbody");
   body.replaceChildren();
   for (const job of page.items) {
+    learn(job);
     const row = document.createElement("tr");
     row.dataset.id = job.id;
-    row.dataset.status = job.status;
     row.classList.toggle("selected", job.id === selected);
-    row.innerHTML = `<td class="id">${job.id.slice(0, 8)}</td><td class="status-${job.status}">${job.status}</td>
-      <td>${job.epoch}/${job.epochs}</td><td>${percent(job.test_accuracy)}</td><td></td>`;
+    row.innerHTML = `<td class="id">${job.id.slice(0, 8)}</td><td></td><td></td><td>${percent(job.test_accuracy)}</td><td></td>`;
+    // the followed job's progress comes from its event stream, like the curve beside it
+    fillRow(row, live && live.id === job.id ? { ...job, ...live } : job);
     if (job.status === "queued" || job.status === "running") {
       const cancel = document.createElement("button");
       cancel.type = "button";
@@ -387,19 +461,26 @@ function selectJob(id) {
   selected = id;
   follower = new AbortController();
   curve = { points: [], epochs: 0 };
+  live = null;
   drawCurve();
   for (const row of document.querySelectorAll("#jobs tbody tr")) {
     row.classList.toggle("selected", row.dataset.id === id);
   }
   $("#curve-job").textContent = `job ${id.slice(0, 8)}`;
   followEvents(`/jobs/${id}/events`, (event, data) => {
+    if (selected !== id) return;
     if (event === "epoch") {
       curve.epochs = data.epochs;
+      // a job resumed from a checkpoint redoes its later epochs: keep one point per epoch
+      curve.points = curve.points.filter((p) => p.epoch < data.epoch);
       curve.points.push({ epoch: data.epoch, cost: data.cost, acc: data.val_accuracy });
       drawCurve();
+      live = { ...(live || { id }), status: "running", epoch: data.epoch, epochs: data.epochs };
+      showLive();
     } else if (event === "status" || event === "end") {
       curve.epochs = data.epochs;
-      $("#curve-job").textContent = `job ${id.slice(0, 8)}: ${data.status}, epoch ${data.epoch}/${data.epochs}`;
+      live = { ...data, id };
+      showLive();
       if (event === "end") {
         refreshJobs();
         refreshModels();
