@@ -116,6 +116,13 @@ def train(
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Follow the job live to its end.")
     ] = False,
+    promote: Annotated[
+        str | None,
+        typer.Option(help="When it succeeds, point this alias at it if it is good enough."),
+    ] = None,
+    min_gain: Annotated[
+        float, typer.Option(help="With --promote: accuracy needed over the alias's model.")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Queue a training job (unset options: the preset's values, by default the book's run)."""
@@ -140,6 +147,8 @@ def train(
         k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
     }
     api = _api(ctx)
+    if promote is not None:
+        params["promote"] = {"alias": promote, "min_gain": min_gain}
     query = {"preset": preset.value} if preset is not None else None
     accepted = api.post("/jobs", json=params, params=query)
     job_id = accepted["id"]
@@ -203,6 +212,10 @@ def _summary(job: dict[str, Any]) -> None:
     elif job.get("error"):
         line += f": {job['error']}"
     out.print(line, highlight=False, soft_wrap=True)
+    if job.get("promotion"):
+        gate = job["promotion"]
+        verdict = "promoted to" if gate["promoted"] else "not promoted to"
+        out.print(f"{verdict} {gate['alias']}: {gate['reason']}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -29,7 +29,9 @@ def test_promote_rollback_export_import_delete(stack: Stack, tmp_path: Path) -> 
     listed = mnist(stack, "aliases")
     assert listed.returncode == 0 and "production" in listed.stdout and b in listed.stdout
     history = mnist(stack, "aliases", "production")
-    assert history.returncode == 0 and "first" in history.stdout and history.stdout.count("api") == 2
+    assert (
+        history.returncode == 0 and "first" in history.stdout and history.stdout.count("api") == 2
+    )
     back = mnist(stack, "rollback")
     assert back.returncode == 0 and f"-> model {a} (rolled back)" in back.stdout
     assert stack.http.get("/aliases/production").json()["model_id"] == a
@@ -54,3 +56,30 @@ def test_promote_rollback_export_import_delete(stack: Stack, tmp_path: Path) -> 
     assert missing.returncode == 1 and "cannot read" in missing.stderr
     nothing = mnist(stack, "rollback", "nothing")
     assert nothing.returncode == 1 and "404" in nothing.stderr
+
+
+def test_train_with_the_promotion_gate(stack: Stack) -> None:
+    args = ["--epochs", "2", "--train-size", "2000", "--minibatches", "20", "--eta", "0.1"]
+    done = mnist(
+        stack, "train", *args, "--input-scaling", "unit", "--promote", "cli-gate", "--wait"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "promoted to cli-gate: the alias had no target" in done.stdout
+    worse = mnist(
+        stack,
+        "train",
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--minibatches",
+        "10",
+        "--eta",
+        "0.00001",
+        "--promote",
+        "cli-gate",
+        "--min-gain",
+        "0.01",
+        "--wait",
+    )
+    assert worse.returncode == 0 and "not promoted to cli-gate" in worse.stdout
