@@ -226,3 +226,14 @@ def test_a_broken_newest_model_does_not_take_default_serving_down(
                 assert http.get("/readyz").json()["status"] == "ok"
         finally:
             stop(api)
+
+
+def test_retention_keeps_the_newest_and_the_aliased(tmp_path: Path) -> None:
+    with running_stack(tmp_path, MODEL_RETENTION="2") as stack:
+        first = _train(stack)["model_id"]
+        assert stack.http.put("/aliases/production", json={"model_id": first}).status_code == 200
+        later = [_train(stack, seed=seed)["model_id"] for seed in (2, 3, 4)]
+        kept = {m["id"] for m in stack.http.get("/models").json()["items"]}
+        assert kept == {first, *later[1:]}  # the 2 newest, and the aliased one
+        assert not (stack.model_dir / f"{later[0]}.npz").exists()
+        assert (stack.model_dir / f"{first}.npz").exists()
