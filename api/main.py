@@ -100,6 +100,8 @@ async def _log_serving(index: ModelIndex) -> None:
         return
     if serving.alias is not None:
         log.info("serving alias %s -> model %s by default", serving.alias, serving.model_id)
+    elif serving.model_id is None:
+        log.info("no model yet; once trained, the newest serves until one is promoted")
     else:
         log.info(
             "alias %s has no intact model: serving the newest intact model (%s) by default "

@@ -143,7 +143,7 @@ def train(
         "train_size": train_size,
         "dtype": dtype,
     }
-    params = {
+    params: dict[str, object] = {
         k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
     }
     api = _api(ctx)
