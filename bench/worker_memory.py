@@ -375,7 +375,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per job, at most")
-    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-record", action="store_true", help="write no file to bench/results/")
     return parser.parse_args(argv)
 
 
