@@ -24,6 +24,10 @@ from shared.training import TrainState
 
 log = logging.getLogger(__name__)
 
+STALE_TEMP_SECONDS = 3600.0
+"""Age after which a temp file in MODEL_DIR is a crashed writer's leftover: no write
+(a model, a checkpoint) takes anywhere near an hour between creating and renaming it."""
+
 WEIGHT_NAMES = ("w1", "b1", "w2", "b2")
 
 
@@ -74,19 +78,27 @@ class ModelStore:
             return None
 
     def load(self, model_id: UUID, expected_sha256: str | None = None) -> LoadedModel:
-        """Read and verify a model; raises :class:`ModelFileError` on any mismatch."""
+        """Read and verify a model; raises :class:`ModelFileError` on any mismatch.
+
+        The error names the model and the kind of failure only: its text reaches clients
+        (503s, ``/readyz``), so file names, paths and digests go to the log instead.
+        """
         path = self.path(model_id)
         try:
             payload = path.read_bytes()
         except FileNotFoundError as exc:
-            raise ModelFileError(f"model file {path.name} is missing") from exc
+            log.warning("model %s: %s is missing", model_id, path)
+            raise ModelFileError(f"model {model_id}: file missing") from exc
+        except OSError as exc:
+            log.warning("model %s: cannot read %s: %s", model_id, path, exc)
+            raise ModelFileError(f"model {model_id}: file unreadable") from exc
         digest = sha256_bytes(payload)
         for expected in (expected_sha256, self.recorded_sha256(model_id)):
             if expected is not None and digest != expected:
-                raise ModelFileError(
-                    f"model {model_id}: integrity check failed (sha256 {digest[:12]}..., "
-                    f"expected {expected[:12]}...)"
+                log.warning(
+                    "model %s: %s has sha256 %s, expected %s", model_id, path, digest, expected
                 )
+                raise ModelFileError(f"model {model_id}: integrity check failed")
         if expected_sha256 is None and self.recorded_sha256(model_id) is None:
             raise ModelFileError(f"model {model_id}: no checksum recorded, refusing to load")
         try:
@@ -94,7 +106,8 @@ class ModelStore:
                 meta = json.loads(str(npz["meta"]))
                 weights = mlp.Weights(*(npz[name] for name in WEIGHT_NAMES))
         except (ValueError, KeyError, OSError) as exc:
-            raise ModelFileError(f"model {model_id}: unreadable ({exc})") from exc
+            log.warning("model %s: %s is unreadable: %s", model_id, path, exc)
+            raise ModelFileError(f"model {model_id}: unreadable") from exc
         return LoadedModel(model_id, weights, meta, digest, len(payload))
 
     # checkpoints: a running job's whole state, so another worker can resume it
@@ -149,8 +162,12 @@ class ModelStore:
                 ids.append(model_id)
         return ids
 
-    def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
-        """Delete temp files left by writers that crashed before their rename."""
+    def remove_stale_temp_files(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Delete temp files left by writers that crashed before their rename.
+
+        Only old ones: a younger temp file may belong to a write in progress in
+        another process (the api, another worker) sharing ``MODEL_DIR``.
+        """
         removed = 0
         cutoff = time.time() - older_than
         for tmp in self.root.rglob(f".*{TMP_SUFFIX}"):

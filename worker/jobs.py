@@ -31,6 +31,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import evaluation, mnist, training
 from shared.config import Settings
+from shared.errors import public_error
 from shared.logs import job_context
 from shared.registry import Registry, model_info
 from shared.schemas import EpochRecord, Job, JobStatus, utcnow
@@ -245,7 +246,7 @@ def _run_leased(job_id: UUID, settings: Settings, registry: Registry, beat: Hear
         return finish(JobStatus.failed, error=error)
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        return finish(JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
+        return finish(JobStatus.failed, error=public_error(exc))
     log.info("job %s succeeded: train %.4f test %.4f", job_id, train_acc, test_acc)
     return finish(
         JobStatus.succeeded, model_id=job_id, train_accuracy=train_acc, test_accuracy=test_acc

@@ -1,10 +1,14 @@
 """Liveness and readiness probes for orchestrators and compose healthchecks."""
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ModelsDep, RegistryDep
 from shared.schemas import Health
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +24,8 @@ def readyz(registry: RegistryDep, models: ModelsDep) -> Health | JSONResponse:
     """Redis answers; 503 otherwise. Lists models refused for failing their integrity check."""
     try:
         registry.ping()
-    except Exception as exc:
-        body = Health(status="unavailable", detail=f"redis: {exc}")
+    except Exception as exc:  # the address stays in the log, not in the answer
+        log.warning("readyz: redis unreachable: %s", exc)
+        body = Health(status="unavailable", detail="redis unreachable")
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
     return Health(status="ok", refused_models=dict(models.refused))
