@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -49,9 +49,10 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import require_api_key_for_metrics
 from shared.queue import QUEUE
 from shared.registry import Registry
-from shared.schemas import EpochRecord, Job, JobStatus
+from shared.schemas import EpochRecord, ErrorBody, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +267,16 @@ def current() -> "Metrics | None":
     return _current.get()
 
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(require_api_key_for_metrics)])
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        401: {"model": ErrorBody, "description": "PROTECT_METRICS is on; the key is missing."},
+    },
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per route, jobs by status, queue depth,
