@@ -72,11 +72,11 @@ def test_memory_and_other_errors(tmp_path: Path) -> None:
         (
             "Error 111 connecting to 127.0.0.1:6390. Connection refused.",
             "Error 111 connecting to <address>. Connection refused.",
-        ),  # noqa: E501
+        ),
         (
             "Error -2 connecting to redis:6379. Name unknown.",
             "Error -2 connecting to <address>. Name unknown.",
-        ),  # noqa: E501
+        ),
         ("cannot reach [::1]:6379", "cannot reach <address>"),
         ("open '/work/shared/mnist/t10k-images-idx3-ubyte'", "open '<path>'"),
         ("in data/models/checkpoints", "in <path>"),
