@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -50,9 +50,10 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import require_api_key_for_metrics
 from shared.keys import Keys
 from shared.queue import QUEUE
-from shared.schemas import AliasChange, AliasSummary, EpochRecord, Job, JobStatus
+from shared.schemas import AliasChange, AliasSummary, EpochRecord, ErrorBody, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -296,13 +297,16 @@ def current() -> "Metrics | None":
     return _current.get()
 
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(require_api_key_for_metrics)])
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        401: {"model": ErrorBody, "description": "PROTECT_METRICS is on; the key is missing."},
+    },
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per route, jobs by status, queue depth,

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         None, description="When set, state-changing endpoints require it (X-API-Key or Bearer)."
     )
     protect_predict: bool = Field(False, description="Require the API key for predictions too.")
+    protect_metrics: bool = Field(
+        False, description="Require the API key for GET /metrics too (it is open by default)."
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated origins allowed by CORS; none by default."
     )

@@ -41,12 +41,17 @@ def _requeue(job_id: UUID) -> None:
 
 
 def _recovery_loop() -> None:
-    """Every worker looks for jobs whose process died (worker/jobs.py), and re-creates
-    the model registry from MODEL_DIR if Redis lost it."""
+    """Every worker looks for jobs whose process died (worker/jobs.py), re-creates the
+    model registry from MODEL_DIR if Redis lost it, and removes temp files that crashed
+    writers left there (a long-running worker would otherwise keep them until restarted)."""
     from worker.jobs import Stores, recover_orphans
 
     stores = Stores.connect(settings, retries=3)
     while True:
+        try:
+            stores.files.remove_stale_temp_files()
+        except OSError as exc:  # a storage problem must not stop orphan recovery
+            log.warning("sweeping stale temp files failed: %s", exc)
         try:
             recover_orphans(stores, settings, _requeue)
             if not stores.registry.has_models():

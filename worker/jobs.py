@@ -33,6 +33,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import evaluation, mnist, training
 from shared.config import Settings
+from shared.errors import public_error
 from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.leases import Leases
@@ -292,7 +293,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         raise  # not the job's fault: run_job leaves it, checkpoint kept, for recovery
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        return finish(JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
+        return finish(JobStatus.failed, error=public_error(exc))
     log.info("job %s succeeded: train %.4f test %.4f", job_id, train_acc, test_acc)
     status = finish(
         JobStatus.succeeded,

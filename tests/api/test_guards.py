@@ -47,6 +47,21 @@ def test_predictions_can_be_protected(settings: Settings) -> None:
         assert response.status_code == 503
 
 
+def test_metrics_are_open_unless_protected(settings: Settings, guarded: TestClient) -> None:
+    assert guarded.get("/metrics").status_code == 200  # API_KEY alone leaves /metrics open
+    locked = Settings.model_validate(
+        {**settings.model_dump(), "api_key": KEY, "protect_metrics": True}
+    )
+    with TestClient(create_app(locked)) as client:
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.json()["detail"]
+        assert "mnist_" not in refused.text
+        for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
+            response = client.get("/metrics", headers=headers)
+            assert response.status_code == 200 and "mnist_redis_up 1.0" in response.text
+        assert client.get("/livez").status_code == 200  # the probes stay open
+
+
 def test_queue_limit_gives_429(guarded: TestClient) -> None:
     headers = {"X-API-Key": KEY}
     for _ in range(2):
