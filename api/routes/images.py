@@ -1,18 +1,26 @@
 """``POST /predict/image``: classify an uploaded picture of a digit."""
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from api import imaging
 from api.deps import ModelIndexDep, ModelsDep, require_api_key_for_predict
-from api.metrics import count_predictions
+from api.metrics import count_predictions, count_rejected
 from api.routes.predict import serving_model
 from api.serving import predict
 from shared.schemas import ErrorBody, Prediction
+
+MAX_DECODES = 2
+"""Pictures decoded at once; more uploads wait their turn. Each decode may hold up to
+~100 MB (api/imaging.py), so this bounds what a burst of uploads can make the API
+allocate, and a pool of its own keeps the decodes' memory in a few threads' malloc
+arenas instead of spreading it over the 40 threads of the shared pool."""
+DECODERS = ThreadPoolExecutor(MAX_DECODES, thread_name_prefix="image-decode")
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
 
@@ -35,8 +43,9 @@ class ImagePrediction(Prediction):
         404: {"model": ErrorBody, "description": "No model with the given id."},
         413: {
             "model": ErrorBody,
-            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes "
-            f"or {imaging.MAX_IMAGE_PIXELS} pixels.",
+            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes, "
+            f"{imaging.MAX_IMAGE_PIXELS} pixels or {imaging.MAX_IMAGE_SIDE} pixels a side, "
+            "or above Pillow's decompression-bomb limit.",
         },
         415: {"model": ErrorBody, "description": "Not an image file Pillow can read."},
         422: {
@@ -62,8 +71,13 @@ async def predict_image(
     """
     data = await file.read(imaging.MAX_IMAGE_BYTES + 1)
     try:
-        pixels = await run_in_threadpool(imaging.image_to_mnist, data)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(DECODERS, imaging.image_to_mnist, data)
     except imaging.ImageError as exc:
+        if isinstance(exc, imaging.ImageTooLarge):
+            count_rejected("image_size")
+        elif isinstance(exc, imaging.UnreadableImage):
+            count_rejected("image_type")
         raise HTTPException(exc.status, str(exc)) from None
     model = await serving_model(model_id, index, models)
     probabilities = predict(model, pixels.reshape(1, -1))[0]
