@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from api.deps import PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
+from api.metrics import count_rejected
+from shared import job_memory
 from shared.queue import TRAIN_TASK
 from shared.registry import JobNotFound
 from shared.schemas import (
@@ -66,6 +68,9 @@ def submit_job(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
+    if too_big := job_memory.too_big(params, settings.job_memory_limit_mb):
+        count_rejected("job_memory")
+        raise RequestValidationError(too_big)
     job = Job(id=uuid4(), params=params, epochs=params.epochs)
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
@@ -79,6 +84,7 @@ def submit_job(
                 return JobAccepted(id=first_id, status=original.status)
     queued = sum(j.status is JobStatus.queued for j in registry.active_jobs())
     if queued >= settings.max_queued_jobs:
+        count_rejected("queue")
         if idempotency_key is not None:
             registry.forget_idempotency(idempotency_key)
         raise HTTPException(
