@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(
         100, ge=1, description="Queued jobs beyond which POST /jobs is 429."
     )
+    job_memory_limit_mb: float = Field(
+        1280.0,
+        gt=0,
+        description="POST /jobs refuses (422) a job whose estimated peak memory in its "
+        "worker (shared/job_memory.py) is above this many MB.",
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from api.deps import JobsDep, PageDep, QueueDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
+from api.metrics import count_rejected
+from shared import job_memory
 from shared.jobstore import JobEnded, JobNotFound, QueueFull, TooLateToCancel
 from shared.queue import TRAIN_TASK
 from shared.schemas import (
@@ -71,6 +73,9 @@ def submit_job(
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
+    if too_big := job_memory.too_big(params, settings.job_memory_limit_mb):
+        count_rejected("job_memory")
+        raise RequestValidationError(too_big)
     job = Job(
         id=uuid4(),
         params=params,
@@ -86,6 +91,7 @@ def submit_job(
     try:
         created = jobs.create(job, settings.max_queued_jobs, idempotency)
     except QueueFull as exc:
+        count_rejected("queue")
         raise HTTPException(429, str(exc), headers={"Retry-After": "30"}) from None
     if not created.created:
         if idempotency is not None and created.fingerprint != idempotency[1]:
