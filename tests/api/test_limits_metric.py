@@ -12,7 +12,7 @@ from api.main import create_app
 from api.metrics import REJECT_REASONS
 from bench import hostile
 from shared.config import Settings
-from shared.registry import Registry
+from shared.jobstore import JobStore
 
 ISSUE_JOB = {"n_hidden": 1024, "minibatches": 1, "dtype": "float64", "epochs": 1}
 
@@ -35,7 +35,7 @@ def rejected(client: TestClient) -> dict[str, float]:
 
 
 def test_a_job_too_big_for_its_worker_is_a_422_naming_the_fields(
-    limited: TestClient, registry: Registry
+    limited: TestClient, jobs: JobStore
 ) -> None:
     response = limited.post("/jobs", json=ISSUE_JOB)
     assert response.status_code == 422
@@ -47,7 +47,7 @@ def test_a_job_too_big_for_its_worker_is_a_422_naming_the_fields(
         ("body", "dtype"),
     }
     assert "JOB_MEMORY_LIMIT_MB" in detail[0]["msg"]
-    assert registry.list_jobs(0, 10)[1] == 0  # no job record, nothing queued
+    assert jobs.list_jobs(0, 10)[1] == 0  # no job record, nothing queued
     # the same job through ?preset=fast: the body's fields still make it too big
     assert limited.post("/jobs?preset=fast", json=ISSUE_JOB).status_code == 422
     # the book's defaults and the fast preset are accepted
