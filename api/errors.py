@@ -10,10 +10,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 log = logging.getLogger(__name__)
+
+
+class ValidationErrors(BaseModel):
+    """A 422 from request validation: a list naming each field (see :func:`install`)."""
+
+    detail: list[dict[str, Any]]
+
 
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not decodable (e.g. invalid UTF-8)."},

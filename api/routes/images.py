@@ -4,16 +4,17 @@ import asyncio
 import ctypes
 import ctypes.util
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api import imaging
 from api.deps import ServerDep, require_api_key_for_predict
+from api.errors import ValidationErrors
 from api.metrics import count_predictions, count_rejected
 from api.serving import predict
 from shared.schemas import AliasName, ErrorBody, Prediction
@@ -42,10 +43,6 @@ def decode(data: bytes) -> np.ndarray:
 
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
-
-
-class ValidationErrors(BaseModel):
-    detail: list[dict[str, Any]]
 
 
 class ImagePrediction(Prediction):
