@@ -6,7 +6,9 @@ import pytest
 import redis
 
 from shared import mnist
-from shared.registry import Registry
+from shared.keys import Keys
+from shared.redis_conn import connect
+from shared.registry import ModelRegistry
 from tests.procs import mnist_dir, redis_server
 
 
@@ -17,15 +19,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def registry(redis_url: str) -> Iterator[Registry]:
-    reg = Registry.from_url(redis_url, prefix="test:")
+def registry(redis_url: str) -> Iterator[ModelRegistry]:
+    reg = ModelRegistry(connect(redis_url), Keys("test:"))
     reg.redis.flushdb()  # our private server: nothing else lives there
     yield reg
     reg.redis.close()
 
 
 @pytest.fixture
-def raw_redis(registry: Registry) -> redis.Redis:
+def raw_redis(registry: ModelRegistry) -> redis.Redis:
     return registry.redis
 
 

@@ -13,14 +13,16 @@ from api.main import create_app
 from shared import training
 from shared.config import Settings
 from shared.mnist import Mnist
-from shared.registry import Registry, model_info
-from shared.schemas import TrainParams
+from shared.registry import ModelRegistry, model_info
+from shared.schemas import ModelMeta, TrainParams
 from shared.store import ModelStore
 
 
 @pytest.fixture
-def settings(redis_url: str, tmp_path: Path, registry: Registry) -> Settings:
-    return Settings(redis_url=redis_url, key_prefix=registry.prefix, model_dir=tmp_path / "models")
+def settings(redis_url: str, tmp_path: Path, registry: ModelRegistry) -> Settings:
+    return Settings(
+        redis_url=redis_url, key_prefix=registry.keys.prefix, model_dir=tmp_path / "models"
+    )
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def trained(settings: Settings, registry: Registry, mnist_data: Mnist) -> uuid.UUID:
+def trained(settings: Settings, registry: ModelRegistry, mnist_data: Mnist) -> uuid.UUID:
     """A small real model, stored and registered as the worker would."""
     params = TrainParams(epochs=5, train_size=5000, minibatches=25, eta=0.01, input_scaling="unit")
     data = training.split(params, mnist_data)
@@ -45,7 +47,7 @@ def trained(settings: Settings, registry: Registry, mnist_data: Mnist) -> uuid.U
         "test_accuracy": None,
         "input_scale": params.input_scaling.factor,
     }
-    store.save(model_id, state.weights, meta)
+    store.save(model_id, state.weights, ModelMeta.model_validate(meta))
     registry.put_model(model_info(store.load(model_id)))
     return model_id
 
