@@ -11,11 +11,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile  # what request.form() makes
 
 from api import imaging
 from api.deps import JobsDep, PageDep, require_api_key, require_api_key_for_predict
