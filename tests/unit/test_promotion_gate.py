@@ -1,10 +1,12 @@
 """The promotion gate with ``metric: feedback_accuracy`` and the test-accuracy floor
-(PROMOTION_MAX_TEST_DROP), on the registry against a real (private) redis-server."""
+(PROMOTION_MAX_TEST_DROP), and retention sparing fine-tunes' parents, on the registry
+against a real (private) redis-server."""
 
 import uuid
+from pathlib import Path
 
 from shared.registry import ModelRegistry
-from shared.schemas import ModelInfo, PromoteOption, TrainParams, utcnow
+from shared.schemas import JobStatus, ModelInfo, PromoteOption, TrainParams, utcnow
 
 DROP = 0.005
 
@@ -103,3 +105,32 @@ def test_an_empty_alias_takes_the_first_candidate(registry: ModelRegistry) -> No
     option = PromoteOption(alias="staging", metric="feedback_accuracy")
     outcome = registry.promote_if_better(new, option, None, max_test_drop=DROP)
     assert outcome.promoted and outcome.reason == "the alias had no target"
+
+
+def test_retention_spares_the_model_an_active_job_starts_from(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from shared.jobstore import JobStore
+    from shared.leases import Leases
+    from shared.schemas import Job
+    from shared.store import ModelStore
+    from worker.jobs import Stores, _retain
+
+    now = utcnow()
+    models = []
+    for age in (3, 2, 1):  # oldest first
+        info = card(test=0.9).model_copy(update={"created_at": now - timedelta(minutes=age)})
+        registry.put_model(info)
+        models.append(info.id)
+    jobs = JobStore(registry.redis, registry.keys)
+    fine_tune = Job(id=uuid.uuid4(), params=TrainParams(epochs=1), epochs=1)
+    fine_tune.init_model_id = models[0]
+    jobs.create(fine_tune, max_queued=10)
+    stores = Stores(jobs, Leases(registry.redis, registry.keys), registry, ModelStore(tmp_path))
+    _retain(1, stores)
+    assert set(registry.model_ids()) == {models[0], models[2]}  # the parent and the newest
+    jobs.finish(fine_tune.id, JobStatus.succeeded)
+    _retain(1, stores)
+    assert registry.model_ids() == [models[2]]
