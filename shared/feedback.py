@@ -362,9 +362,12 @@ class Corrections:
         :class:`StoreFull` raised.
         """
         existing = self.index.get(record.id)
-        if existing is not None and self.files.exists(record.id):
-            return Added(existing, created=False)
-        if existing is None and self.files.exists(record.id):
+        if existing is not None:
+            if self.files.exists(record.id):
+                return Added(existing, created=False)
+            self.index.remove(existing)  # a stale entry: its file was deleted
+            existing = None
+        if self.files.exists(record.id):
             try:
                 on_disk = self.files.read(record.id)
             except CorruptCorrection:
@@ -372,7 +375,7 @@ class Corrections:
             if on_disk is not None:  # the index lost it: index the file, keep its facts
                 self.index.add(on_disk.item())
                 return Added(on_disk.item(), created=False)
-        if existing is None and self.index.count() >= self.limit:
+        if self.index.count() >= self.limit:
             raise StoreFull(self.limit)
         self.files.write(record)
         outcome = self.index.add(record.item(), self.limit)

@@ -209,3 +209,19 @@ def test_a_fine_tune_starts_from_the_parent_with_zero_momentum() -> None:
         assert mine.dtype == np.float64 and np.array_equal(mine, theirs)
         assert mine is not theirs
     assert all(not step.any() for step in state.previous_step.arrays())
+
+
+def test_an_entry_whose_file_is_gone_does_not_block_sending_it_again(
+    corrections: Corrections,
+) -> None:
+    record = make_file(digit(1), 3, Source.pixels)
+    corrections.add(record)
+    corrections.files.delete(record.id)  # e.g. a crash between a delete's two steps
+    again = corrections.add(make_file(digit(1), 3, Source.pixels, predicted=2))
+    assert again.created and again.item.predicted == 2
+    assert corrections.files.exists(record.id) and corrections.index.count() == 1
+    # and a file the index lost is found and indexed, not written over
+    corrections.index.remove(again.item)
+    found = corrections.add(make_file(digit(1), 3, Source.pixels, predicted=5))
+    assert not found.created and found.item.predicted == 2
+    assert corrections.index.get(record.id) == again.item
