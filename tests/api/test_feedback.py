@@ -186,7 +186,7 @@ def test_keys(settings: Settings, mnist_data: Mnist) -> None:
 def test_init_model_inherits_and_refuses_conflicts(
     client: TestClient, trained: uuid.UUID, registry: ModelRegistry
 ) -> None:
-    # the trained fixture: 100 hidden? no: TrainParams defaults, n_hidden 50, unit, float32
+    # the trained fixture: n_hidden 50, input_scaling unit, float32
     parent = registry.get_model(trained)
     assert parent is not None
     conflict = client.post("/jobs", json={"init_model": str(trained), "n_hidden": 99})
