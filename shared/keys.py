@@ -22,6 +22,12 @@ LAYOUT: dict[str, str] = {
     "aliases": "hash: alias name -> AliasRecord (JSON)",
     "alias:<name>:history": "the alias's AliasChange rows, newest first (a list)",
     "announcements": "pub/sub channel: a ModelNews each time a model or alias changes",
+    "job:<id>:feedback": "the correction ids a job froze at its start (JSON list)",
+    "feedback:<id>": "a correction's FeedbackItem (JSON, no pixels)",
+    "feedback": "sorted set of correction ids, scored by creation time",
+    "feedback:label:<n>": "sorted set of the ids of corrections labelled n",
+    "feedback:pairs": "hash: '<predicted>:<label>' -> count ('-' when no prediction was sent)",
+    "feedback:indexed": "set once the index has been rebuilt from FEEDBACK_DIR",
     "celery:": "prefix of Celery's own keys (broker queues, unacked messages)",
 }
 """Key patterns (after the prefix) and what each holds."""
@@ -76,6 +82,25 @@ class Keys:
 
     def announcements(self) -> str:
         return self._k("announcements")
+
+    def job_feedback(self, job_id: object) -> str:
+        return self._k("job", job_id, "feedback")
+
+    # corrections (shared/feedback.py)
+    def feedback_item(self, feedback_id: object) -> str:
+        return self._k("feedback", feedback_id)
+
+    def feedback_all(self) -> str:
+        return self._k("feedback")
+
+    def feedback_label(self, label: int) -> str:
+        return self._k("feedback", "label", label)
+
+    def feedback_pairs(self) -> str:
+        return self._k("feedback", "pairs")
+
+    def feedback_indexed(self) -> str:
+        return self._k("feedback", "indexed")
 
     # celery
     def celery_prefix(self) -> str:

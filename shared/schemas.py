@@ -187,6 +187,12 @@ class PromoteOption(BaseModel):
         allow_inf_nan=False,
         description="Promote when the candidate's accuracy >= the incumbent's + min_gain.",
     )
+    metric: Literal["test_accuracy", "feedback_accuracy"] = Field(
+        "test_accuracy",
+        description="What is compared: MNIST test accuracy, or accuracy on the job's held-out "
+        "corrections (the incumbent measured on the same ones). Either way a model whose "
+        "test accuracy fell by more than PROMOTION_MAX_TEST_DROP is never promoted.",
+    )
 
 
 class Promotion(BaseModel):
@@ -198,6 +204,7 @@ class Promotion(BaseModel):
     incumbent_accuracy: float | None
     incumbent_model_id: UUID | None = None
     reason: str
+    metric: str = Field("test_accuracy", description="What the accuracies are.")
 
 
 class JobOptions(BaseModel):
@@ -207,6 +214,26 @@ class JobOptions(BaseModel):
 
     promote: PromoteOption | None = Field(
         None, description="Run the promotion gate for this alias when the job succeeds."
+    )
+    init_model: str | None = Field(
+        None,
+        max_length=64,
+        description="Fine-tune: start from this model's weights (a model id or an alias, "
+        "resolved to an id at submission). n_hidden, input_scaling and dtype default to its.",
+    )
+    feedback_weight: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Add the users' corrections to the training set, each "
+        "repeated this many times (0: none).",
+    )
+    feedback_holdout: float = Field(
+        0.2,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of the corrections kept out of training to measure on (seeded).",
     )
 
 
@@ -220,6 +247,15 @@ class JobRequest(TrainParams, JobOptions):
         given = self.model_dump(exclude_unset=True)
         options = {name: given.pop(name) for name in JobOptions.model_fields if name in given}
         return given, JobOptions.model_validate(options)
+
+
+class FrozenFeedback(BaseModel):
+    """The corrections a job uses, frozen at its first start, so that a resumed job trains
+    on the same data (the ids themselves: ``GET /jobs/{id}/feedback``)."""
+
+    count: int = Field(description="Correction ids frozen.")
+    sha256: str = Field(description="sha256 of the sorted ids, one per line.")
+    frozen_at: datetime
 
 
 class Job(BaseModel):
@@ -245,6 +281,11 @@ class Job(BaseModel):
         False,
         description="Training is over and the model is being saved: too late to cancel.",
     )
+    init_model: str | None = Field(None, description="The init_model asked for.")
+    init_model_id: UUID | None = Field(None, description="The model it starts from.")
+    feedback_weight: int = 0
+    feedback_holdout: float = 0.2
+    feedback: FrozenFeedback | None = Field(None, description="The corrections it froze.")
 
 
 class JobPublic(Job):
@@ -304,6 +345,14 @@ class ModelMeta(BaseModel):
         max_length=100,
         description="The first (up to 100) misclassified MNIST test images, in test-set order.",
     )
+    parent_model_id: UUID | None = Field(None, description="The model it was fine-tuned from.")
+    feedback_count: int | None = Field(None, ge=0, description="Corrections trained on.")
+    feedback_accuracy: Accuracy | None = Field(
+        None, description="Accuracy on the job's held-out corrections."
+    )
+    parent_feedback_accuracy: Accuracy | None = Field(
+        None, description="The parent's accuracy on the same held-out corrections."
+    )
 
 
 class ModelFacts(BaseModel):
@@ -332,6 +381,8 @@ class ModelSummary(ModelFacts):
     train_accuracy: float | None
     test_accuracy: float | None
     input_scale: float
+    parent_model_id: UUID | None = None
+    feedback_accuracy: float | None = None
 
 
 class ModelInfo(ModelMeta, ModelFacts):

@@ -42,11 +42,16 @@ def _requeue(job_id: UUID) -> None:
 
 def _recovery_loop() -> None:
     """Every worker looks for jobs whose process died (worker/jobs.py), re-creates the
-    model registry from MODEL_DIR if Redis lost it, and removes temp files that crashed
-    writers left there (a long-running worker would otherwise keep them until restarted)."""
+    model registry from MODEL_DIR and the corrections' index from FEEDBACK_DIR if Redis
+    lost them, and removes temp files that crashed writers left (a long-running worker
+    would otherwise keep them until restarted)."""
+    from shared.feedback import Corrections
     from worker.jobs import Stores, recover_orphans
 
     stores = Stores.connect(settings, retries=3)
+    corrections = Corrections.connect(
+        stores.jobs.redis, stores.jobs.keys, settings.feedback_root, settings.feedback_max
+    )
     while True:
         try:
             stores.files.remove_stale_temp_files()
@@ -56,6 +61,7 @@ def _recovery_loop() -> None:
             recover_orphans(stores, settings, _requeue)
             if not stores.registry.has_models():
                 stores.registry.rebuild(stores.files)
+            corrections.rebuild_if_lost()
         except Exception as exc:
             log.warning("recovery pass failed: %s", exc)
         if _stop_recovery.wait(settings.recovery_interval_seconds):

@@ -31,7 +31,7 @@ from uuid import UUID, uuid4
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import evaluation, mnist, training
+from shared import evaluation, finetune, mnist, training
 from shared.config import Settings
 from shared.errors import public_error
 from shared.jobstore import JobStore
@@ -246,10 +246,15 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             raise WorkerStopping
 
     try:
+        tune = finetune.prepare(job, jobs, files, settings.feedback_root)
         data = training.split(
             job.params,
             load_mnist(settings.mnist_dir, settings.mnist_download, settings.mnist_mirrors),
         )
+        if tune is not None:
+            data = finetune.with_corrections(data, tune.corrections)
+            if state is None and tune.parent is not None:
+                state = finetune.initial_state(tune.parent, job.params)
         state = training.train(job.params, data, state=state, on_epoch=on_epoch)
         scale = job.params.input_scaling.factor
         train_acc = training.accuracy(state.weights, data.train_x, data.train_y, scale)
@@ -264,6 +269,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             input_scale=scale,
             confusion=evaluated.confusion,
             errors=evaluated.errors,
+            **(tune.card(state.weights, scale) if tune is not None else {}),
         )
         if not jobs.commit(job_id):  # one transaction with the API's cancel: one winner
             raise JobCancelled
@@ -272,7 +278,13 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         stores.registry.put_model(info)
         promotion = None
         if job.promote is not None:
-            promotion = stores.registry.promote_if_better(info, job.promote, test_acc)
+            promotion = stores.registry.promote_if_better(
+                info,
+                job.promote,
+                finetune.candidate_value(job.promote.metric, test_acc, meta),
+                max_test_drop=settings.promotion_max_test_drop,
+                incumbent_metric=tune.gate_measure(files) if tune is not None else None,
+            )
             log.info(
                 "job %s: promotion gate for %s: %s", job_id, job.promote.alias, promotion.reason
             )
@@ -310,7 +322,8 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
 def _retain(keep: int, stores: Stores) -> None:
     """MODEL_RETENTION: never a model an alias points at or an active job starts from."""
     try:
-        stores.registry.apply_retention(keep, stores.files)
+        parents = {job.init_model_id for job in stores.jobs.active() if job.init_model_id}
+        stores.registry.apply_retention(keep, stores.files, protected=parents)
     except Exception:  # the job has succeeded; retention tries again after the next one
         log.exception("retention failed")
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Resp
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import JobsDep, PageDep, QueueDep, SettingsDep, require_api_key
+from api import finetune
+from api.deps import JobsDep, PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
 from api.metrics import count_rejected
 from shared import job_memory
@@ -51,6 +52,7 @@ def submit_job(
     jobs: JobsDep,
     queue: QueueDep,
     settings: SettingsDep,
+    registry: RegistryDep,
     response: Response,
     body: Annotated[JobRequest | None, Body()] = None,
     preset: Annotated[
@@ -67,6 +69,7 @@ def submit_job(
     Beside the hyper-parameters, ``promote`` asks for the promotion gate when it succeeds.
     """
     given, options = body.split() if body is not None else ({}, None)
+    given, tuning = finetune.resolve(registry, given, options)  # init_model: the parent's
     try:
         params = with_preset(preset, TrainParams.model_validate(given))
     except ValidationError as exc:  # the preset and the body together can clash
@@ -81,11 +84,13 @@ def submit_job(
         params=params,
         epochs=params.epochs,
         promote=options.promote if options else None,
+        **tuning,
     )
     idempotency = None
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(
-            f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()}".encode()
+            f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()} "
+            f"{sorted((k, str(v)) for k, v in tuning.items())}".encode()
         ).hexdigest()
         idempotency = (idempotency_key, fingerprint)
     try:

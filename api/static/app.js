@@ -781,6 +781,7 @@ function renderAliases() {
   const body = $("#aliases tbody");
   body.replaceChildren();
   $("#aliases-empty").hidden = knownAliases.length > 0;
+  $("#aliases").hidden = knownAliases.length === 0;
   for (const alias of knownAliases) {
     const row = document.createElement("tr");
     row.dataset.alias = alias.name;
