@@ -19,7 +19,7 @@ LAYOUT: dict[str, str] = {
     "worker:<name>:stopping": "set while a worker shuts down warm",
     "model:<id>": "the model's ModelInfo (JSON)",
     "models": "sorted set of model ids, scored by creation time",
-    "aliases": "hash: alias name -> AliasRecord (JSON)",
+    "aliases": "hash: alias name -> AliasSummary (JSON)",
     "alias:<name>:history": "the alias's AliasChange rows, newest first (a list)",
     "announcements": "pub/sub channel: a ModelNews each time a model or alias changes",
     "job:<id>:feedback": "the correction ids a job froze at its start (JSON list)",

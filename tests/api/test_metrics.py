@@ -1,6 +1,7 @@
 """The metrics collector over a real Redis, and route labels in-process."""
 
 import uuid
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,7 +12,10 @@ from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.queue import QUEUE
 from shared.redis_conn import connect
+from shared.registry import ModelRegistry
 from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from shared.store import ModelStore
+from tests import models
 from tests.procs import free_port
 
 
@@ -114,3 +118,26 @@ def test_requests_are_labelled_by_route_template(client: TestClient) -> None:
     assert not any(str(job_id) in str(labels) or "passwd" in str(labels) for _, labels in samples)
     assert ("process_resident_memory_bytes", ()) in samples
     assert samples[("mnist_predictions_total", (("endpoint", "/predict"),))] == 0
+
+
+def test_aliases_as_an_info_metric_and_changes_by_source(
+    jobs: JobStore, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    a, b = models.register(store, registry), models.register(store, registry)
+    registry.set_alias("production", a)
+    registry.set_alias("production", b)
+    registry.rollback("production")
+    registry.set_alias("canary", b)
+    samples = _scrape(jobs)
+    info = {labels for (name, labels) in samples if name == "mnist_alias_info"}
+    assert info == {
+        (("alias", "canary"), ("model_id", str(b))),
+        (("alias", "production"), ("model_id", str(a))),
+    }
+    assert samples[("mnist_alias_changes_total", (("alias", "production"), ("source", "api")))] == 2
+    assert (
+        samples[("mnist_alias_changes_total", (("alias", "production"), ("source", "rollback")))]
+        == 1
+    )
+    assert samples[("mnist_alias_changes_total", (("alias", "canary"), ("source", "api")))] == 1
