@@ -3,6 +3,7 @@
     mnist train --preset fast --wait   # queue a job and watch it train
     mnist jobs | status ID | cancel ID | models
     mnist predict digit.png | mnist predict --index 0
+    mnist feedback digit.png --label 3 | mnist feedback list | mnist finetune --wait
     mnist serve                        # run scripts/dev: redis, worker, API
 
 ``--url`` and ``--api-key`` (or ``MNIST_URL`` and ``MNIST_API_KEY``) say where the
@@ -27,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli import lifecycle
+from cli import feedback, lifecycle
 from cli.client import Api, ApiError
 from cli.console import err, out
 from shared.schemas import InputScaling, LrSchedule, Preset
@@ -416,6 +417,7 @@ def serve(
 
 
 lifecycle.register(app)
+feedback.register(app, _follow, _summary)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 // mnist-service web page: plain JavaScript, no build step, no dependencies.
-// Talks to the same API as every other client: /predict/image, /jobs, /jobs/{id}/events,
-// /models, /aliases, /readyz (what serves), /openapi.json (the training form's fields, limits and meanings) and
+// Talks to the same API as every other client: /predict/image, /predict, /feedback, /jobs,
+// /jobs/{id}/events, /models, /aliases, /readyz (what serves), /openapi.json (the training form's fields, limits and meanings) and
 // /presets.json (the values of POST /jobs?preset=fast|book).
 "use strict";
 
@@ -27,9 +27,14 @@ function authHeaders(extra = {}) {
 }
 
 async function api(path, options = {}, mayAsk = true) {
+  return (await apiAnswer(path, options, mayAsk)).body;
+}
+
+// The status as well as the body (POST /feedback: 201 new, 200 sent before).
+async function apiAnswer(path, options = {}, mayAsk = true) {
   const response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
   if (response.status === 401 && mayAsk && (await askForKey())) {
-    return api(path, options, false);
+    return apiAnswer(path, options, false);
   }
   let body = null;
   try {
@@ -38,7 +43,7 @@ async function api(path, options = {}, mayAsk = true) {
     body = null;
   }
   if (!response.ok) throw new Error(errorText(response.status, body));
-  return body;
+  return { status: response.status, body };
 }
 
 let keyPrompt = null;
@@ -234,6 +239,7 @@ function buildBars() {
 }
 
 function showResult(result, source = "") {
+  showFeedbackBar(result);
   const label = $("#label");
   label.textContent = result ? String(result.label) : "–";
   label.dataset.for = source;
@@ -254,6 +260,234 @@ function showResult(result, source = "") {
   }
   seen.putImageData(image, 0, 0);
 }
+
+// ---------------------------------------------------------------- corrections: Right / Wrong? It is
+
+// The answer the buttons correct: the 28x28 pixels the model saw, its label and model.
+let answered = null;
+
+function buildFeedbackButtons() {
+  const box = $("#wrong-digits");
+  for (let digit = 0; digit < 10; digit++) {
+    const b = button(String(digit), "digit", () => sendFeedback(digit));
+    b.dataset.digit = String(digit);
+    b.title = `it is a ${digit}`;
+    box.append(b);
+  }
+  $("#right-button").addEventListener("click", () => answered && sendFeedback(answered.label));
+}
+
+function showFeedbackBar(result) {
+  answered = result ? { pixels: result.pixels, label: result.label, model_id: result.model_id } : null;
+  $("#feedback-bar").hidden = !result;
+  const status = $("#feedback-status");
+  status.textContent = "";
+  status.className = "caption";
+  delete status.dataset.state;
+}
+
+async function sendFeedback(label) {
+  if (!answered) return;
+  const sent = answered;
+  const status = $("#feedback-status");
+  status.className = "caption";
+  status.textContent = "saving…";
+  const body = { pixels: sent.pixels, label, model_id: sent.model_id, predicted: sent.label };
+  try {
+    const answer = await apiAnswer("/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (answered !== sent) return; // a newer answer is shown: its buttons are fresh
+    const fresh = answer.status === 201;
+    status.className = "caption saved";
+    status.dataset.state = fresh ? "saved" : "already";
+    status.textContent = `${fresh ? "saved" : "already saved"}: a ${label}${label === sent.label ? " (right)" : ""}`;
+  } catch (error) {
+    if (answered !== sent) return;
+    status.className = "caption error";
+    status.textContent = error.message;
+  }
+  refreshFeedback();
+}
+
+// ---------------------------------------------------------------- Your digits
+
+let feedbackSeq = 0;
+const correctionPixels = new Map(); // id -> 28x28 pixels (an id names its pixels for good)
+let finetuning = null; // the fine-tune job the button started, as last seen
+
+function buildFeedbackCounts() {
+  const head = $("#feedback-counts thead tr");
+  const row = $("#feedback-counts tbody tr");
+  for (let digit = 0; digit < 10; digit++) {
+    head.append(el("th", { textContent: String(digit) }));
+    const cell = el("td", { textContent: "0" });
+    cell.dataset.digit = String(digit);
+    row.append(cell);
+  }
+  head.append(el("th", { textContent: "all" }));
+  row.append(Object.assign(el("td", { textContent: "0" }), { className: "total" }));
+}
+
+async function refreshFeedback() {
+  const seq = ++feedbackSeq;
+  let stats;
+  let page;
+  try {
+    [stats, page] = await Promise.all([api("/feedback/stats"), api("/feedback?limit=100")]);
+  } catch (error) {
+    if (seq === feedbackSeq) $("#feedback-accuracy").textContent = `could not read /feedback: ${error.message}`;
+    return;
+  }
+  if (seq !== feedbackSeq) return;
+  for (const cell of document.querySelectorAll("#feedback-counts td[data-digit]")) {
+    const n = stats.by_label[cell.dataset.digit] || 0;
+    cell.textContent = String(n);
+    cell.classList.toggle("some", n > 0);
+  }
+  $("#feedback-counts td.total").textContent = String(stats.total);
+  renderCorrections(page.items);
+  $("#feedback-empty").hidden = page.items.length > 0;
+  await showFeedbackAccuracy(page, seq);
+}
+
+function renderCorrections(items) {
+  const grid = $("#feedback-grid");
+  grid.replaceChildren();
+  for (const item of items) {
+    const figure = el("figure");
+    figure.dataset.id = item.id;
+    figure.dataset.label = String(item.label);
+    const was = item.predicted === null || item.predicted === undefined ? "" : ` (the model said ${item.predicted})`;
+    const image = el("img", { src: `/feedback/${item.id}.png`, alt: `a ${item.label}${was}`, title: `a ${item.label}${was}` });
+    image.width = 28;
+    image.height = 28;
+    figure.append(
+      image,
+      el(
+        "figcaption",
+        {},
+        el("span", { textContent: String(item.label) }),
+        button("×", "delete", () => deleteCorrection(item)),
+      ),
+    );
+    figure.querySelector("button.delete").title = "delete this correction";
+    grid.append(figure);
+  }
+  grid.dataset.count = String(items.length);
+}
+
+async function showFeedbackAccuracy(page, seq) {
+  // Computed here, nothing server-side: each correction's pixels (GET /feedback/{id}, kept
+  // once read) go as one batch to POST /predict, which the serving model answers.
+  const line = $("#feedback-accuracy");
+  const items = page.items;
+  if (!items.length) {
+    line.textContent = "";
+    delete line.dataset.accuracy;
+    return;
+  }
+  try {
+    const missing = items.filter((item) => !correctionPixels.has(item.id));
+    const details = await Promise.all(missing.map((item) => api(`/feedback/${item.id}`)));
+    details.forEach((detail) => correctionPixels.set(detail.id, detail.pixels));
+    const answer = await api("/predict", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ images: items.map((item) => correctionPixels.get(item.id)) }),
+    });
+    if (seq !== feedbackSeq) return;
+    let right = 0;
+    answer.labels.forEach((label, i) => {
+      const hit = label === items[i].label;
+      right += hit ? 1 : 0;
+      const figure = document.querySelector(`#feedback-grid figure[data-id="${items[i].id}"]`);
+      if (figure) {
+        figure.classList.toggle("wrong", !hit);
+        figure.dataset.served = String(label);
+      }
+    });
+    const share = right / items.length;
+    const which = items.length < page.total ? `the newest ${items.length} of your ${page.total} digits` : `your ${items.length} digit${items.length === 1 ? "" : "s"}`;
+    line.dataset.accuracy = share.toFixed(4);
+    line.textContent =
+      `The serving model (${short(answer.model_id)}${answer.alias ? ` via ${answer.alias}` : ""}) reads ${right} of ${which} right: ${percent(share)}` +
+      " (each correction's pixels sent as one batch to POST /predict; red: read wrong)";
+  } catch (error) {
+    if (seq === feedbackSeq) line.textContent = `accuracy on your digits: ${error.message}`;
+  }
+}
+
+async function deleteCorrection(item) {
+  try {
+    await api(`/feedback/${item.id}`, { method: "DELETE" });
+    correctionPixels.delete(item.id);
+    $("#feedback-accuracy").textContent = `deleted a ${item.label}`;
+  } catch (error) {
+    $("#feedback-accuracy").textContent = `delete: ${error.message}`;
+  }
+  refreshFeedback();
+}
+
+function finetuneText(job) {
+  let text = progressText(job);
+  if (job.promotion) {
+    const gate = job.promotion;
+    text += `; ${gate.promoted ? "promoted to" : "not promoted to"} ${gate.alias}${gate.reason ? `: ${gate.reason}` : ""}`;
+  }
+  return text;
+}
+
+function showFinetune(job) {
+  const ended = ["succeeded", "failed", "cancelled"].includes(job.status);
+  const wasRunning = finetuning && !["succeeded", "failed", "cancelled"].includes(finetuning.status);
+  finetuning = { ...finetuning, ...job };
+  const status = $("#finetune-status");
+  status.className = `caption status-${finetuning.status}`;
+  status.dataset.status = finetuning.status;
+  status.dataset.jobId = finetuning.id;
+  status.textContent = finetuneText(finetuning);
+  if (ended && wasRunning) {
+    refreshAll().then(() => refreshFeedback()); // maybe a new serving model
+  }
+}
+
+$("#finetune-button").addEventListener("click", async () => {
+  const status = $("#finetune-status");
+  const serving = $("#serving").dataset.modelId;
+  // the serving alias when it exists (resolved by the API at submission), else what serves
+  const from = knownAliases.some((a) => a.name === servingAlias) ? servingAlias : serving;
+  if (!from) {
+    status.className = "caption error";
+    status.textContent = "no model serves yet: train one first";
+    return;
+  }
+  status.className = "caption";
+  status.textContent = "submitting…";
+  const body = {
+    init_model: from,
+    epochs: 3,
+    eta: 0.005,
+    feedback_weight: 50,
+    promote: { alias: servingAlias, metric: "feedback_accuracy", min_gain: 0.01 },
+  };
+  try {
+    const job = await api("/jobs?preset=fast", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    finetuning = null;
+    showFinetune({ id: job.id, status: job.status, epoch: 0, epochs: body.epochs });
+    await refreshJobs();
+    selectJob(job.id); // the curve and the jobs table follow it, as for any job
+  } catch (error) {
+    status.className = "caption error";
+    status.textContent = `fine-tune: ${error.message}`;
+  }
+});
 
 // ---------------------------------------------------------------- training form
 
@@ -400,11 +634,13 @@ function showSubmitted() {
 }
 
 function learn(job) {
-  // Whatever the page learns about a job: keep the "Start training" line in step.
+  // Whatever the page learns about a job: keep the "Start training" and the fine-tune
+  // lines in step.
   if (submitted && job.id === submitted.id) {
     submitted = { ...submitted, ...job };
     showSubmitted();
   }
+  if (finetuning && job.id === finetuning.id) showFinetune(job);
 }
 
 function fillRow(row, job) {
@@ -992,6 +1228,8 @@ async function showModelDetail(summary) {
 // ---------------------------------------------------------------- start
 
 buildBars();
+buildFeedbackButtons();
+buildFeedbackCounts();
 clearPad();
 drawCurve();
 buildForm().catch((error) => {
@@ -1000,6 +1238,8 @@ buildForm().catch((error) => {
 refreshJobs();
 refreshAll();
 loadDataset();
+refreshFeedback();
 setInterval(refreshJobs, 2000);
+setInterval(refreshFeedback, 10000);
 setInterval(refreshModels, 10000);
 setInterval(refreshServing, 5000);
