@@ -87,6 +87,12 @@ class TrainParams(BaseModel):
         return self
 
 
+def needs_validation(early_stopping: "EarlyStopping | None", validation_fraction: float) -> None:
+    """Early stopping watches validation accuracy: without a split it has nothing to watch."""
+    if early_stopping is not None and validation_fraction <= 0:
+        raise ValueError("early_stopping needs a validation split: set validation_fraction > 0")
+
+
 class Preset(StrEnum):
     """Named starting points for ``POST /jobs?preset=``; body fields override them."""
 
@@ -169,6 +175,23 @@ class Promotion(BaseModel):
     reason: str
 
 
+class EarlyStopping(BaseModel):
+    """``early_stopping`` of ``POST /jobs``: stop when validation accuracy stalls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patience: int = Field(
+        ge=1, le=5000, description="Epochs in a row without improvement before training stops."
+    )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Least gain in validation accuracy that counts as an improvement.",
+    )
+
+
 class JobOptions(BaseModel):
     """What a job does besides training: not hyper-parameters of the model."""
 
@@ -176,6 +199,11 @@ class JobOptions(BaseModel):
 
     promote: PromoteOption | None = Field(
         None, description="Run the promotion gate for this alias when the job succeeds."
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None,
+        description="Stop when validation accuracy has not improved by min_delta for patience "
+        "epochs, keeping the best epoch's weights (needs validation_fraction > 0).",
     )
 
 
@@ -189,6 +217,11 @@ class JobRequest(TrainParams, JobOptions):
         given = self.model_dump(exclude_unset=True)
         options = {name: given.pop(name) for name in JobOptions.model_fields if name in given}
         return given, JobOptions.model_validate(options)
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> Self:
+        needs_validation(self.early_stopping, self.validation_fraction)
+        return self
 
 
 class Job(BaseModel):
@@ -213,6 +246,13 @@ class Job(BaseModel):
     committed: bool = Field(
         False,
         description="Training is over and the model is being saved: too late to cancel.",
+    )
+    early_stopping: EarlyStopping | None = Field(None, description="The early stopping asked for.")
+    stopped_at_epoch: int | None = Field(
+        None, description="Early stopping ended training after this epoch (before `epochs`)."
+    )
+    best_epoch: int | None = Field(
+        None, description="With early stopping: the epoch whose weights the model kept."
     )
 
 

@@ -249,7 +249,9 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             job.params,
             load_mnist(settings.mnist_dir, settings.mnist_download, settings.mnist_mirrors),
         )
-        state = training.train(job.params, data, state=state, on_epoch=on_epoch)
+        state = training.train(
+            job.params, data, state=state, on_epoch=on_epoch, early_stopping=job.early_stopping
+        )
         scale = job.params.input_scaling.factor
         train_acc = training.accuracy(state.weights, data.train_x, data.train_y, scale)
         test_acc = training.accuracy(state.weights, data.test_x, data.test_y, scale)
@@ -300,10 +302,22 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         promotion=promotion,
+        **_early_stopping_outcome(job, state),
     )
     if settings.model_retention is not None:
         _retain(settings.model_retention, stores)
     return status
+
+
+def _early_stopping_outcome(job: Job, state: training.TrainState) -> dict[str, Any]:
+    """The job record's ``best_epoch`` and ``stopped_at_epoch`` under early stopping."""
+    if job.early_stopping is None or state.watch is None:
+        return {}
+    stopped = training.stopped_early(state, job.early_stopping)
+    return {
+        "best_epoch": state.watch.best_epoch,
+        "stopped_at_epoch": state.epoch if stopped else None,
+    }
 
 
 def _retain(keep: int, stores: Stores) -> None:
