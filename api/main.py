@@ -10,17 +10,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
 from api.limits import BodySizeLimit
-from api.routes import aliases, dataset, events, health, images, jobs, models, predict
+from api.routes import aliases, dataset, events, health, images, jobs, models, predict, sweeps
 from api.serving import ModelCache, Server
 from shared.config import Settings, get_settings
 from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.logs import configure_logging
 from shared.model_index import ModelIndex
-from shared.queue import make_celery
+from shared.queue import TRAIN_TASK, make_celery
 from shared.redis_conn import connect
 from shared.registry import ModelRegistry
 from shared.store import ModelStore
+from shared.sweeps import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ModelStore(settings.model_dir)
     app.state.models = ModelCache(app.state.store, settings.model_cache_size)
     app.state.queue = make_celery(settings, main="api")
+    app.state.sweeps = Sweeper(
+        client,
+        keys,
+        settings.redis_url,
+        send=lambda job_id: app.state.queue.send_task(
+            TRAIN_TASK, args=[str(job_id)], task_id=str(job_id)
+        ),
+    )
 
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -85,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, predict, images, models, aliases, dataset, health):
+    for module in (jobs, events, sweeps, predict, images, models, aliases, dataset, health):
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request

@@ -254,6 +254,13 @@ class Job(BaseModel):
     best_epoch: int | None = Field(
         None, description="With early stopping: the epoch whose weights the model kept."
     )
+    sweep_id: UUID | None = Field(None, description="The sweep this job is a trial of.")
+    trial: int | None = Field(None, description="Its trial number in that sweep (from 0).")
+    pruned_at_epoch: int | None = Field(
+        None,
+        description="The sweep's pruner stopped this trial after this epoch: the job ends "
+        "`cancelled`, with no model.",
+    )
 
 
 class JobPublic(Job):

@@ -44,11 +44,13 @@ def _recovery_loop() -> None:
     """Every worker looks for jobs whose process died (worker/jobs.py), and re-creates
     the model registry from MODEL_DIR if Redis lost it."""
     from worker.jobs import Stores, recover_orphans
+    from worker.sweeps import recover_sweeps
 
     stores = Stores.connect(settings, retries=3)
     while True:
         try:
             recover_orphans(stores, settings, _requeue)
+            recover_sweeps(stores, settings, _requeue)  # top up sweeps a dead process left
             if not stores.registry.has_models():
                 stores.registry.rebuild(stores.files)
         except Exception as exc:

@@ -41,6 +41,7 @@ from shared.redis_conn import WORKER_RETRIES, connect
 from shared.registry import ModelRegistry, model_info
 from shared.schemas import EpochRecord, Job, JobStatus, ModelMeta, utcnow
 from shared.store import ModelStore
+from worker.sweeps import TrialPruned, trial_monitor
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         log.info("job %s: resuming from checkpoint at epoch %d", job_id, state.epoch)
     log.info("job %s: attempt %d, %s", job_id, job.attempts, job.params.model_dump_json())
     last_checkpoint = time.monotonic()
+    monitor = trial_monitor(job, settings, stores)  # None unless the job is a sweep's trial
 
     def on_epoch(state: training.TrainState, record: EpochRecord) -> None:
         nonlocal last_checkpoint
@@ -237,6 +239,8 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             raise LeaseLost
         if jobs.cancel_requested(job_id):
             raise JobCancelled
+        if monitor is not None and monitor.should_prune(record.epoch, record.val_accuracy):
+            raise TrialPruned(record.epoch)
         due = time.monotonic() - last_checkpoint >= settings.checkpoint_seconds
         if state.epoch < job.params.epochs and (due or beat.stopping.is_set()):
             files.save_checkpoint(job_id, state)
@@ -280,6 +284,9 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
     except JobCancelled:
         log.info("job %s cancelled at an epoch boundary", job_id)
         return finish(JobStatus.cancelled)
+    except TrialPruned as exc:
+        log.info("job %s: trial pruned after epoch %d", job_id, exc.epoch)
+        return finish(JobStatus.cancelled, pruned_at_epoch=exc.epoch)
     except WorkerStopping:
         log.info("job %s: worker stopping, back to the queue", job_id)
         return jobs.update(job_id, _requeue(count_attempt=False)).status
