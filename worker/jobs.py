@@ -239,7 +239,11 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             raise LeaseLost
         if jobs.cancel_requested(job_id):
             raise JobCancelled
-        if monitor is not None and monitor.should_prune(record.epoch, record.val_accuracy):
+        if (
+            monitor is not None
+            and monitor.should_prune(record.epoch, record.val_accuracy)
+            and record.epoch < job.params.epochs  # a finished trial completes: no waste
+        ):
             raise TrialPruned(record.epoch)
         due = time.monotonic() - last_checkpoint >= settings.checkpoint_seconds
         if state.epoch < job.params.epochs and (due or beat.stopping.is_set()):
