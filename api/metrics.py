@@ -50,6 +50,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.sweep_metrics import SweepsCollector
 from shared.keys import Keys
 from shared.queue import QUEUE
 from shared.schemas import AliasChange, AliasSummary, EpochRecord, Job, JobStatus
@@ -239,6 +240,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(JobsCollector(client, keys))
+        self.registry.register(SweepsCollector(client, keys))  # api/sweep_metrics.py
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

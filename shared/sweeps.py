@@ -761,33 +761,36 @@ class Sweeper:
     # what clients see
 
     def view(self, sweep: Sweep) -> SweepPublic:
-        """The record with each open trial's state and epochs read from its job."""
-        open_trials = [t for t in sweep.trials if not t.state.finished and t.job_id]
-        raws = (
-            self.redis.mget([self.keys.job(t.job_id) for t in open_trials]) if open_trials else []
-        )
-        live = {}
-        for trial, raw in zip(open_trials, raws, strict=True):
-            if not raw:
-                continue
-            job = Job.model_validate_json(raw)
-            state = TrialState.queued if job.status is JobStatus.queued else TrialState.running
-            live[trial.number] = trial.model_copy(update={"state": state, "epochs_run": job.epoch})
-        trials = [live.get(t.number, t) for t in sweep.trials]
-        status = sweep.status
-        if status is SweepStatus.queued and any(t.state is not TrialState.queued for t in trials):
-            status = SweepStatus.running
-        counts = Counter(t.state.value for t in trials)
-        wall = None
-        if sweep.started_at is not None:
-            wall = ((sweep.finished_at or utcnow()) - sweep.started_at).total_seconds()
-        return SweepPublic(
-            **sweep.model_dump(exclude={"trials", "status"}),
-            status=status,
-            trials=trials,
-            counts={state.value: counts.get(state.value, 0) for state in TrialState},
-            wall_seconds=wall,
-        )
+        return live_view(self.redis, self.keys, sweep)
+
+
+def live_view(client: redis.Redis, keys: Keys, sweep: Sweep) -> SweepPublic:
+    """The record with each open trial's state and epochs read from its job (the record
+    itself is written only when a trial is created and when it ends)."""
+    open_trials = [t for t in sweep.trials if not t.state.finished and t.job_id]
+    raws = client.mget([keys.job(t.job_id) for t in open_trials]) if open_trials else []
+    live = {}
+    for trial, raw in zip(open_trials, raws, strict=True):
+        if not raw:
+            continue
+        job = Job.model_validate_json(raw)
+        state = TrialState.queued if job.status is JobStatus.queued else TrialState.running
+        live[trial.number] = trial.model_copy(update={"state": state, "epochs_run": job.epoch})
+    trials = [live.get(t.number, t) for t in sweep.trials]
+    status = sweep.status
+    if status is SweepStatus.queued and any(t.state is not TrialState.queued for t in trials):
+        status = SweepStatus.running
+    counts = Counter(t.state.value for t in trials)
+    wall = None
+    if sweep.started_at is not None:
+        wall = ((sweep.finished_at or utcnow()) - sweep.started_at).total_seconds()
+    return SweepPublic(
+        **sweep.model_dump(exclude={"trials", "status"}),
+        status=status,
+        trials=trials,
+        counts={state.value: counts.get(state.value, 0) for state in TrialState},
+        wall_seconds=wall,
+    )
 
 
 class TrialMonitor:

@@ -146,6 +146,13 @@ def test_cancel_ends_queued_trials_and_then_409(http: TestClient, sweep_settings
     for trial in sweep["trials"]:
         assert http.get(f"/jobs/{trial['job_id']}").json()["status"] == "cancelled"
     assert http.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
+    http.post("/sweeps", json=body())  # a second one, queued
+    metrics = http.get("/metrics").text
+    assert 'mnist_sweeps{status="cancelled"} 1.0' in metrics
+    assert 'mnist_sweeps{status="queued"} 1.0' in metrics
+    assert 'mnist_sweep_trials{state="cancelled"} 2.0' in metrics
+    assert 'mnist_sweep_trials{state="queued"} 2.0' in metrics
+    assert 'mnist_sweep_trials{state="complete"} 0.0' in metrics
     missing = "00000000-0000-0000-0000-000000000000"
     assert http.get(f"/sweeps/{missing}").status_code == 404
     assert http.post(f"/sweeps/{missing}/cancel").status_code == 404
