@@ -169,6 +169,45 @@ def test_cancel_stops_running_trials_at_an_epoch_boundary(two: Stack) -> None:
     assert listed["items"][0]["id"] == sweep_id  # newest first
 
 
+def test_warm_shutdown_mid_sweep_puts_the_trial_back_and_the_sweep_completes(
+    two: Stack,
+) -> None:
+    """SIGTERM to a worker while it trains a trial: the trial checkpoints, goes back to
+    the queue (no new trial takes its place) and resumes; exactly `trials` trials."""
+    sweep_id = submit(
+        two,
+        base={**SMALL, "epochs": 40, "train_size": 10_000},
+        space={"eta": {"low": 0.005, "high": 0.05}},
+        trials=3,
+        parallel=2,
+        pruner="none",
+        seed=9,
+    )
+    wait_until(
+        lambda: (
+            sum(j["status"] == "running" and j["epoch"] >= 2 for j in trial_jobs(two, sweep_id))
+            == 2
+        ),
+        60,
+        "two trials training",
+    )
+    stopping = two.workers.pop()
+    stopping.send_signal(signal.SIGTERM)  # celery's warm shutdown
+    stopping.wait(30)
+    paused = [j for j in trial_jobs(two, sweep_id) if j["status"] == "queued"]
+    assert len(trial_jobs(two, sweep_id)) <= 3 and paused  # its trial waits, nothing replaced it
+    two.start_worker("--concurrency", "1", "--hostname", "third@%h")
+    record = wait_sweep(two, sweep_id, timeout=120)
+    assert record["status"] == "succeeded", record
+    assert_trials_exactly(record, 3)
+    for trial in record["trials"]:
+        job = two.job(trial["job_id"])
+        assert job["status"] == "succeeded" and job["attempts"] == 1  # a stop is no attempt
+        assert [row["epoch"] for row in job["history"]] == list(range(1, 41))
+    log = (two.logs / "worker.log").read_text()
+    assert f"job {paused[0]['id']}: worker stopping, back to the queue" in log
+
+
 def test_worker_killed_mid_sweep_still_runs_exactly_the_trials(two: Stack) -> None:
     """kill -9 of a whole worker (main process and pool) while it trains a trial: the
     trial resumes from its checkpoint on the other worker, the sweep goes on, and it

@@ -288,3 +288,41 @@ def test_median_pruner_stops_hopeless_trials_at_an_epoch_boundary(
     assert final.best is not None
     assert final.best.value == max(t.value for t in complete)  # type: ignore[type-var]
     assert final.best.params["eta"] == 0.05 and final.best.model_id is not None
+
+
+def run_out(sweeps: Sweeper, queue: Queue, sweep_id: uuid.UUID, fail: set[int]) -> Sweep:
+    """End every queued trial (trials in ``fail`` with an error) until the sweep ends."""
+    while queue.sent:
+        job_id = queue.sent.pop(0)
+        job = sweeps.jobs.get(job_id)
+        assert job is not None and job.trial is not None
+        if job.trial in fail:
+            sweeps.jobs.finish(job_id, JobStatus.failed, error="RuntimeError: boom")
+        else:
+            end_job(sweeps, job_id, 0.5 + job.trial / 100)
+        sweeps.advance(sweep_id)
+    final = sweeps.store.get(sweep_id)
+    assert final is not None
+    return final
+
+
+def test_failed_trials_do_not_fail_the_sweep_unless_all_failed(
+    client: redis.Redis, redis_url: str
+) -> None:
+    queue = Queue()
+    sweeps = sweeper(client, redis_url, queue)
+    some = sweeps.create(request(trials=4, parallel=2))
+    final = run_out(sweeps, queue, some.id, fail={0, 2})
+    assert final.status is SweepStatus.succeeded
+    assert [t.state for t in final.trials] == [
+        TrialState.failed,
+        TrialState.complete,
+        TrialState.failed,
+        TrialState.complete,
+    ]
+    assert final.trials[0].error == "RuntimeError: boom"
+    assert final.best is not None and final.best.number == 3
+    every = sweeps.create(request(trials=3, parallel=2))
+    final = run_out(sweeps, queue, every.id, fail={0, 1, 2})
+    assert final.status is SweepStatus.failed and final.best is None
+    assert final.error == "no trial completed: 3 failed" and final.settled
