@@ -159,6 +159,7 @@ class PromoteOption(BaseModel):
         0.0,
         ge=-1,
         le=1,
+        strict=True,  # JSON Schema's number: no booleans or strings
         allow_inf_nan=False,
         description="Promote when the candidate's accuracy >= the incumbent's + min_gain.",
     )
@@ -181,12 +182,16 @@ class EarlyStopping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     patience: int = Field(
-        ge=1, le=5000, description="Epochs in a row without improvement before training stops."
+        ge=1,
+        le=5000,
+        strict=True,
+        description="Epochs in a row without improvement before training stops.",
     )
     min_delta: float = Field(
         0.0,
         ge=0,
         le=1,
+        strict=True,
         allow_inf_nan=False,
         description="Least gain in validation accuracy that counts as an improvement.",
     )

@@ -67,7 +67,7 @@ class RangeSpace(BaseModel):
 
     low: StrictInt | StrictFloat
     high: StrictInt | StrictFloat
-    log: bool = False
+    log: StrictBool = False
 
 
 class ChoiceSpace(BaseModel):
@@ -118,9 +118,14 @@ class SweepRequest(BaseModel):
         max_length=20,
         description="TrainParams fields to search: {low, high, log} or {choices}.",
     )
-    trials: int = Field(20, ge=1, le=MAX_TRIALS, description="Trials to run in all.")
+    # strict: what JSON Schema says ("integer" is no string or boolean)
+    trials: int = Field(20, ge=1, le=MAX_TRIALS, strict=True, description="Trials to run in all.")
     parallel: int = Field(
-        2, ge=1, le=MAX_PARALLEL, description="At most this many trials queued or running."
+        2,
+        ge=1,
+        le=MAX_PARALLEL,
+        strict=True,
+        description="At most this many trials queued or running.",
     )
     sampler: Sampler = Sampler.tpe
     pruner: PrunerKind = Field(
@@ -129,13 +134,25 @@ class SweepRequest(BaseModel):
         "of completed trials at the same epoch; `none`.",
     )
     pruner_startup_trials: int = Field(
-        2, ge=0, le=MAX_TRIALS, description="Completed trials before any trial is pruned."
+        2,
+        ge=0,
+        le=MAX_TRIALS,
+        strict=True,
+        description="Completed trials before any trial is pruned.",
     )
     pruner_warmup_epochs: int = Field(
-        1, ge=0, le=5000, description="Epochs every trial runs before it may be pruned."
+        1,
+        ge=0,
+        le=5000,
+        strict=True,
+        description="Epochs every trial runs before it may be pruned.",
     )
     seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="Seed of the sampler (default: a random one)."
+        None,
+        ge=0,
+        le=2**32 - 1,
+        strict=True,
+        description="Seed of the sampler (default: a random one).",
     )
     promote: PromoteOption | None = Field(
         None, description="When the sweep ends, put its best model through the promotion gate."
