@@ -576,7 +576,11 @@ class Sweeper:
                 load_if_exists=True,
             )
         self.store.create(sweep)
-        return self.advance(sweep.id) or sweep
+        try:
+            return self.advance(sweep.id) or sweep
+        except Exception:  # recorded: the workers' recovery passes start its trials
+            log.exception("sweep %s: could not start its first trials", sweep.id)
+            return sweep
 
     def advance(self, sweep_id: UUID) -> Sweep | None:
         """Reconcile ended trials, start trials while there is room, finish the sweep."""
