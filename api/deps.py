@@ -76,6 +76,17 @@ async def require_api_key_for_predict(
         check_api_key(settings, x_api_key, authorization)
 
 
+async def require_api_key_for_metrics(
+    settings: Annotated[Settings, Depends(get_settings)],
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """``/metrics`` is open by default (scrapers seldom send keys); ``PROTECT_METRICS``
+    closes it, since job counts and request rates describe how the service is used."""
+    if settings.protect_metrics:
+        check_api_key(settings, x_api_key, authorization)
+
+
 def check_api_key(settings: Settings, x_api_key: str | None, authorization: str | None) -> None:
     if settings.api_key is None:
         return

@@ -6,9 +6,10 @@ digit was size-normalised to fit a 20x20 box keeping its aspect ratio
 mass. The network learnt exactly that distribution, so an upload goes through
 the same steps:
 
-1. :func:`decode`: Pillow reads PNG/JPEG/GIF/BMP/WebP..., applies the EXIF
-   orientation, drops colour, composites transparency onto a background of the
-   opposite shade of the ink, and shrinks huge photos early.
+1. :func:`decode`: Pillow reads PNG/JPEG/GIF/BMP/WebP..., drops colour, shrinks
+   large pictures to ``WORK_SIDE`` at once (8-bit, before any float), applies the
+   EXIF orientation, and composites transparency onto a background of the opposite
+   shade of the ink.
 2. :func:`to_mnist` (pure NumPy apart from the resampling):
    - **polarity**: MNIST is light ink on black. If the background (the median of
      the border pixels) is nearer the brightest pixel than the darkest, the image
@@ -29,7 +30,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 SIDE = 28
 BOX = 20
@@ -41,6 +42,10 @@ MAX_IMAGE_BYTES = 3 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
 """Largest image accepted, in pixels (width x height, 16.8 megapixels); larger: 413.
 Checked from the header, before the image is decoded."""
+MAX_IMAGE_SIDE = 8192
+"""Longest side accepted, in pixels; longer: 413. Pillow decodes a PNG row by row
+into buffers of a whole row each, so a 1 x 16,777,216 16-bit RGBA picture (a 130 KB
+file) would need two buffers of 128 MB; at 8192 pixels they are 64 KB."""
 WORK_SIDE = 1024
 """Larger images are shrunk to this longer side before the NumPy steps."""
 
@@ -71,7 +76,18 @@ class NoDigit(ImageError):
 
 
 def decode(data: bytes) -> np.ndarray:
-    """Bytes of an image file to a float32 grey-level array (0..255), any polarity."""
+    """Bytes of an image file to a float32 grey-level array (0..255), any polarity.
+
+    Memory is bounded by the limits, not by what the file declares. The size is read
+    from the header and checked (``MAX_IMAGE_PIXELS``, ``MAX_IMAGE_SIDE``, Pillow's own
+    decompression-bomb threshold: all 413) before any pixel is decoded. A JPEG is
+    decoded at a reduced scale (``draft``). Anything else is decoded whole (Pillow
+    cannot do less for PNG) and at once split into 8-bit grey (and alpha), which are
+    shrunk to ``WORK_SIDE`` (``thumbnail``, reducing by whole factors first) before
+    the orientation is applied and before anything becomes float32. The peak is the
+    decoded picture (at most ``MAX_IMAGE_PIXELS`` x 4 bytes: 64 MB) plus two 8-bit
+    planes of it, and Pillow's row buffers (at most ``MAX_IMAGE_SIDE`` x 8 bytes each).
+    """
     if not data:
         raise NoDigit("the file is empty")
     if len(data) > MAX_IMAGE_BYTES:
@@ -80,36 +96,96 @@ def decode(data: bytes) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data))
-            width, height = opened.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageTooLarge(
-                    f"image of {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels"
-                )
+            check_size(*opened.size)
             opened.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced size
-            image = ImageOps.exif_transpose(opened)
-            image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
-            has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-            image = image.convert("LA" if has_alpha else "L")
+            opened.load()
+            orientation = EXIF_TRANSPOSE.get(opened.getexif().get(ORIENTATION, 1))
+            grey, alpha = grey_planes(opened)
+            del opened  # the full-size decoded picture: only the 8-bit planes stay
+            if alpha is not None:  # premultiplied: see grey_planes
+                grey = ImageChops.multiply(grey, alpha)
+            planes = [shrink(plane, orientation) for plane in (grey, alpha) if plane]
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(
+            f"image above Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} "
+            f"pixels); at most {MAX_IMAGE_PIXELS} pixels"
+        ) from None
+    except UnidentifiedImageError:
         raise UnreadableImage("not an image file Pillow can read (PNG, JPEG, ...)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
         raise UnreadableImage(f"the image could not be decoded: {exc}") from None
-    pixels = np.asarray(image, dtype=np.float32)
-    if not has_alpha:
-        return pixels
-    return flatten_alpha(pixels[..., 0], pixels[..., 1] / 255.0)
+    if len(planes) == 1:
+        return planes[0].astype(np.float32)
+    ink, coverage = planes
+    return flatten_premultiplied(ink.astype(np.float32), coverage / np.float32(255.0))
+
+
+ORIENTATION = 0x0112
+"""The EXIF tag of the camera's orientation."""
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""What ``ImageOps.exif_transpose`` does for each orientation, applied here to the
+shrunk planes rather than to a full-size copy of the picture."""
+
+
+def check_size(width: int, height: int) -> None:
+    """413 for a picture whose header declares too many pixels or too long a side."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"image of {width}x{height} pixels; at most {MAX_IMAGE_PIXELS} pixels")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageTooLarge(
+            f"image of {width}x{height} pixels; at most {MAX_IMAGE_SIDE} pixels a side"
+        )
+
+
+def grey_planes(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """8-bit planes of a decoded picture: its grey levels, and its alpha if it has
+    transparency.
+
+    The caller multiplies grey by alpha before shrinking, because shrinking averages
+    pixels: averaged grey·alpha and alpha give exactly what compositing at full size
+    and then shrinking would, and the grey of invisible pixels does not bleed into
+    the ink (what Pillow's own RGBA resize does with a full-size premultiplied copy,
+    4 bytes a pixel; these planes are 1 byte).
+    """
+    if not (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
+        return image.convert("L"), None
+    if image.mode not in ("RGBA", "LA"):
+        image = image.convert("RGBA")  # a palette or a transparent colour
+    return image.convert("L"), image.getchannel("A")
+
+
+def shrink(plane: Image.Image, orientation: Image.Transpose | None) -> np.ndarray:
+    """An 8-bit plane fitted into ``WORK_SIDE`` (box filter: linear, so premultiplied
+    planes stay premultiplied) and turned upright, as a uint8 array."""
+    plane.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    if orientation is not None:
+        plane = plane.transpose(orientation)
+    return np.asarray(plane, dtype=np.uint8)
 
 
 def flatten_alpha(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite onto white if the visible ink is dark, onto black if it is light, so
     that ink drawn on a transparent background stays visible either way."""
+    return flatten_premultiplied(grey * alpha, alpha)
+
+
+def flatten_premultiplied(ink: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """:func:`flatten_alpha` of grey levels already multiplied by ``alpha`` (0..1)."""
     if alpha.sum() == 0:
-        return np.zeros_like(grey)
-    ink_level = float((grey * alpha).sum() / alpha.sum())
+        return np.zeros_like(ink)
+    ink_level = float(ink.sum() / alpha.sum())
     background = 255.0 if ink_level < 128 else 0.0
-    return grey * alpha + background * (1.0 - alpha)
+    return ink + background * (1.0 - alpha)
 
 
 def light_on_dark(grey: np.ndarray) -> np.ndarray:

@@ -5,6 +5,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metrics import count_rejected
+
 
 class BodySizeLimit:
     """413 for a body above ``max_bytes``: at once from ``Content-Length``, or as soon as
@@ -22,6 +24,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
+            count_rejected("body")
             body = json.dumps({"detail": self._detail()}).encode()
             headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
             await send({"type": "http.response.start", "status": 413, "headers": headers})
@@ -34,6 +37,7 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:  # FastAPI passes HTTPExceptions from the body through
+                count_rejected("body")
                 raise HTTPException(413, self._detail())
             return message
 

@@ -10,9 +10,21 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
 from api.limits import BodySizeLimit
-from api.routes import aliases, dataset, events, health, images, jobs, models, predict, sweeps
+from api.routes import (
+    aliases,
+    dataset,
+    events,
+    feedback,
+    health,
+    images,
+    jobs,
+    models,
+    predict,
+    sweeps,
+)
 from api.serving import ModelCache, Server
 from shared.config import Settings, get_settings
+from shared.feedback import Corrections
 from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.logs import configure_logging
@@ -46,6 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.registry.rebuild(app.state.store)
         except redis.RedisError as exc:
             log.warning("could not rebuild the model registry at start-up: %s", exc)
+        try:
+            app.state.feedback.rebuild()
+        except redis.RedisError as exc:
+            log.warning("could not rebuild the feedback index at start-up: %s", exc)
         if settings.api_key is None:
             log.warning("API_KEY is not set: anyone who can reach this API can queue jobs")
         else:
@@ -75,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = ModelRegistry(client, keys)
     app.state.store = ModelStore(settings.model_dir)
     app.state.models = ModelCache(app.state.store, settings.model_cache_size)
+    app.state.feedback = Corrections.connect(
+        client, keys, settings.feedback_root, settings.feedback_max
+    )
     app.state.queue = make_celery(settings, main="api")
     app.state.sweeps = Sweeper(
         client,
@@ -94,7 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, sweeps, predict, images, models, aliases, dataset, health):
+    for module in (
+        jobs,
+        events,
+        sweeps,
+        predict,
+        images,
+        models,
+        aliases,
+        dataset,
+        health,
+        feedback,
+    ):
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
@@ -109,6 +139,8 @@ async def _log_serving(index: ModelIndex) -> None:
         return
     if serving.alias is not None:
         log.info("serving alias %s -> model %s by default", serving.alias, serving.model_id)
+    elif serving.model_id is None:
+        log.info("no model yet; once trained, the newest serves until one is promoted")
     else:
         log.info(
             "alias %s has no intact model: serving the newest intact model (%s) by default "

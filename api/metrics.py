@@ -7,8 +7,9 @@ Two kinds of numbers:
   ``mnist_http_requests_total`` and ``mnist_http_request_duration_seconds`` per
   method and route *template* (``/jobs/{job_id}``, never a raw path; unmatched
   paths are ``<unmatched>``), ``mnist_predictions_total`` (images classified, per
-  endpoint), ``mnist_event_streams`` (open ``/jobs/{id}/events`` streams), and the
-  standard ``process_*`` metrics.
+  endpoint), ``mnist_event_streams`` (open ``/jobs/{id}/events`` streams),
+  ``mnist_rejected_requests_total{reason}`` (requests refused at a limit, see
+  :data:`REJECT_REASONS`), and the standard ``process_*`` metrics.
 - **The whole service**, read from Redis at scrape time by :class:`JobsCollector`,
   so every API process reports the same values and the worker's training reaches
   Prometheus without a pushgateway: ``mnist_jobs{status}``, ``mnist_queue_depth``
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -50,10 +51,11 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import require_api_key_for_metrics
 from api.sweep_metrics import SweepsCollector
 from shared.keys import Keys
 from shared.queue import QUEUE
-from shared.schemas import AliasChange, AliasSummary, EpochRecord, Job, JobStatus
+from shared.schemas import AliasChange, AliasSummary, EpochRecord, ErrorBody, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,17 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 PRIORITY_STEPS = (0, 3, 6, 9)
 """Kombu's Redis transport keeps one list per priority step (``<queue>\\x06\\x16<n>``)."""
 UNMATCHED = "<unmatched>"
+REJECT_REASONS = {
+    "body": "413: a body above MAX_BODY_BYTES (api/limits.py)",
+    "image_size": "413: an image above its byte, pixel or side limits (api/imaging.py)",
+    "image_type": "415: an upload Pillow cannot read as an image",
+    "job_memory": "422: a job whose estimated memory is above JOB_MEMORY_LIMIT_MB",
+    "queue": "429: MAX_QUEUED_JOBS jobs queued already",
+}
+"""The ``reason`` label of ``mnist_rejected_requests_total``: every limit the app
+itself sees. A request line or header above uvicorn's h11 limit (16 KiB) is refused
+by the HTTP parser (400 and the connection closed) before any app code runs, so it
+is not counted here; uvicorn logs "Invalid HTTP request received." for each."""
 
 _current: ContextVar["Metrics | None"] = ContextVar("mnist_metrics", default=None)
 
@@ -235,6 +248,16 @@ class Metrics:
         self.event_streams = Gauge(
             "mnist_event_streams", "Open /jobs/{id}/events streams.", registry=self.registry
         )
+        self.rejected = Counter(
+            "mnist_rejected_requests",
+            "Requests refused at a limit, by reason: body (413), image_size (413), "
+            "image_type (415), job_memory (422), queue (429). Headers above the HTTP "
+            "parser's 16 KiB limit are refused before the app and not counted.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)  # present (0) before the first refusal
         for endpoint in ("/predict", "/predict/image"):
             self.predictions.labels(endpoint)  # present (0) before the first prediction
         ProcessCollector(registry=self.registry)
@@ -293,18 +316,29 @@ def count_predictions(n: int, endpoint: str) -> None:
         metrics.predictions.labels(endpoint).inc(n)
 
 
+def count_rejected(reason: str) -> None:
+    """Called where a limit refuses a request (a key of :data:`REJECT_REASONS`); a
+    no-op outside a request of an app with metrics."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.rejected.labels(reason).inc()
+
+
 def current() -> "Metrics | None":
     """The metrics of the app serving the current request."""
     return _current.get()
 
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(require_api_key_for_metrics)])
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        401: {"model": ErrorBody, "description": "PROTECT_METRICS is on; the key is missing."},
+    },
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per route, jobs by status, queue depth,

@@ -76,6 +76,7 @@ class Server:
 
     async def model(self, model_id: UUID | None = None, alias: str | None = None) -> Served:
         explicit = model_id is not None or alias is not None
+        fault = ""  # why the default this request tried last was refused
         for _ in range(3):  # a default found broken is marked, then the next one is tried
             try:
                 resolved, via = await self.index.resolve(model_id, alias)
@@ -86,6 +87,8 @@ class Server:
                     raise HTTPException(404, f"model {model_id} not found")
                 if alias is not None:
                     raise HTTPException(503, f"alias {alias} points at a model that is gone")
+                if fault or (await self.index.serving()).fallback:  # models, none intact
+                    raise HTTPException(503, f"no intact model to serve by default{fault}")
                 raise HTTPException(503, "no trained model yet: train one with POST /jobs")
             cached = self.cache.cached(resolved)
             if cached is not None:
@@ -101,11 +104,12 @@ class Server:
                 await run_in_threadpool(self.registry.mark_broken, resolved, str(exc))
                 if explicit:
                     raise HTTPException(503, f"model {resolved}: {_kind(exc)}") from exc
+                fault = f" (model {resolved}: {_kind(exc)})"
                 continue
             if info.broken is not None:  # the file passes its check again
                 await run_in_threadpool(self.registry.mark_broken, resolved, None)
             return Served(loaded, via)
-        raise HTTPException(503, "no intact model to serve by default")
+        raise HTTPException(503, f"no intact model to serve by default{fault}")
 
 
 def _kind(exc: ModelFileError) -> str:

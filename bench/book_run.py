@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: all)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-record", action="store_true", help="write no file to bench/results/")
     args = parser.parse_args()
 
     loaded = time.perf_counter()

@@ -1,10 +1,11 @@
-"""What every benchmark shares: the data, the machine's description, the results file."""
+"""What every benchmark shares: the data, the machine's description, the results files."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import importlib.metadata
+import itertools
 import os
 import platform
 import shlex
@@ -19,9 +20,9 @@ if str(REPO) not in sys.path:
 
 from shared import mnist  # noqa: E402
 
-RESULTS = REPO / "BENCHMARKS.md"
+# One file per run; BENCHMARKS.md (the standing) is updated by hand from these.
+RESULTS_DIR = REPO / "bench" / "results"
 LOAD_AT_START = os.getloadavg()
-LOG_MARKER = "<!-- results: bench scripts append below this line -->"
 
 
 def mnist_dir() -> Path:
@@ -75,15 +76,29 @@ def machine() -> str:
     )
 
 
+def _main_module() -> str | None:
+    """``bench.x`` when started as ``python -m bench.x``, else None."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name).removesuffix(".__main__")
+    return None
+
+
 def command() -> str:
     """How this script was started, relative to the repo root."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:  # python -m bench.x
-        argv = ["-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]]
+    module = _main_module()
+    if module is not None:  # python -m bench.x
+        argv = ["-m", module, *sys.argv[1:]]
     else:
         argv = [str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]]
     return " ".join(shlex.quote(a) for a in [".venv/bin/python", *argv])
+
+
+def script_name() -> str:
+    """The running benchmark's name for file names: ``worker-memory`` for bench.worker_memory."""
+    module = _main_module()
+    name = module.rsplit(".", 1)[-1] if module else Path(sys.argv[0]).stem
+    return name.replace("_", "-") or "bench"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -93,18 +108,34 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def record(title: str, body: str, packages: Sequence[str] = ()) -> None:
-    """Append one result, with machine, versions and the command, to BENCHMARKS.md."""
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    entry = (
-        f"\n### {title} ({when})\n\n"
+def record(
+    title: str, body: str, packages: Sequence[str] = (), directory: Path | None = None
+) -> Path:
+    """Write one result, with machine, versions and the command, to a new file.
+
+    The file is ``bench/results/<UTC date-time to the second>-<script>.md``; an existing
+    file is never overwritten (a second run in the same second gets ``-2``, ``-3``, ...).
+    Its first line is a heading unique among the results files. Returns the path.
+    """
+    directory = RESULTS_DIR if directory is None else directory
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    stem = f"{now:%Y-%m-%d-%H%M%S}-{script_name()}"
+    details = (
         f"- command: `{command()}`\n"
         f"- machine: {machine()}\n"
         f"- versions: {versions(*packages)}; BLAS {blas()}\n\n"
         f"{body.strip()}\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else f"# Benchmarks\n\n{LOG_MARKER}\n"
-    if LOG_MARKER not in text:
-        text += f"\n{LOG_MARKER}\n"
-    RESULTS.write_text(text.rstrip("\n") + "\n" + entry)
-    print(f"\nappended to {RESULTS.relative_to(REPO)}")
+    for n in itertools.count(1):
+        path = directory / (f"{stem}.md" if n == 1 else f"{stem}-{n}.md")
+        when = f"{now:%Y-%m-%d %H:%M:%S} UTC" + ("" if n == 1 else f", #{n}")
+        try:
+            with path.open("x", encoding="utf-8") as f:  # "x": fail rather than overwrite
+                f.write(f"# {title} ({when})\n\n{details}")
+        except FileExistsError:
+            continue
+        break
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    print(f"\nwrote {shown} (BENCHMARKS.md's table is updated by hand)")
+    return path

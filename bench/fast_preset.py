@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument(
         "--validation", type=float, default=0.0, help="validation_fraction for the run (default 0)"
     )
-    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-record", action="store_true", help="write no file to bench/results/")
     args = parser.parse_args()
     data = load_mnist()
     seeds = [int(s) for s in args.seeds.split(",")]

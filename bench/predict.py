@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="single-image requests")
     parser.add_argument("--batches", type=int, default=30, help="1,000-image requests")
     parser.add_argument("--api-key", default=os.environ.get("API_KEY"))
-    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-record", action="store_true", help="write no file to bench/results/")
     args = parser.parse_args()
 
     images = load_mnist().test_images

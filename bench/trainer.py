@@ -306,7 +306,7 @@ def main() -> None:
         action="store_true",
         help="run one busy-looping process alongside (a second job on the machine)",
     )
-    parser.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-record", action="store_true", help="write no file to bench/results/")
     args = parser.parse_args()
     data = load_mnist()
     neighbour = None

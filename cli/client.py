@@ -64,6 +64,11 @@ class Api:
         self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.send(method, path, **kwargs)
+        return None if response.status_code == 204 else self._json(response)
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The raw response (for bodies that are not JSON); errors as :class:`ApiError`."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -74,7 +79,9 @@ class Api:
             raise ApiError(f"the service at {self.url} did not answer in time") from None
         except httpx.HTTPError as exc:
             raise ApiError(f"request to {self.url} failed: {exc}") from None
-        return self._json(response)
+        if response.status_code >= 400:
+            self._json(response)  # raises with the server's detail
+        return response
 
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code == 401:
@@ -93,6 +100,12 @@ class Api:
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
 
     def follow(
         self,

@@ -1,6 +1,6 @@
 """``mnist``: the service from a terminal (typer + rich), over its HTTP API only.
 
-    mnist train --epochs 20 --wait     # queue a job and watch it train
+    mnist train --preset fast --wait   # queue a job and watch it train
     mnist jobs | status ID | cancel ID | models
     mnist predict digit.png | mnist predict --index 0
     mnist serve                        # run scripts/dev: redis, worker, API
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,8 +27,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from cli import lifecycle
 from cli.client import Api, ApiError
-from shared.schemas import InputScaling, LrSchedule
+from cli.console import err, out
+from shared.schemas import InputScaling, LrSchedule, Preset
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -40,10 +41,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-if not out.is_terminal:  # piped: tables keep whole ids rather than fit 80 columns
-    out.width = max(out.width, 160)
 
 
 class Dtype(StrEnum):
@@ -86,6 +83,14 @@ def _when(value: str | None) -> str:
 @app.command()
 def train(
     ctx: typer.Context,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="Start from named settings: fast (>= 97.5% test accuracy in well under a "
+            "minute) or book (the book's 1,000-epoch run, the server's default); "
+            "the other options override it."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
     n_hidden: Annotated[int | None, typer.Option(help="Hidden units.")] = None,
     eta: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
@@ -111,9 +116,16 @@ def train(
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Follow the job live to its end.")
     ] = False,
+    promote: Annotated[
+        str | None,
+        typer.Option(help="When it succeeds, point this alias at it if it is good enough."),
+    ] = None,
+    min_gain: Annotated[
+        float, typer.Option(help="With --promote: accuracy needed over the alias's model.")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Queue a training job (unset options: the server's defaults, the book's run)."""
+    """Queue a training job (unset options: the preset's values, by default the book's run)."""
     given = {
         "epochs": epochs,
         "n_hidden": n_hidden,
@@ -131,11 +143,14 @@ def train(
         "train_size": train_size,
         "dtype": dtype,
     }
-    params = {
+    params: dict[str, object] = {
         k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
     }
     api = _api(ctx)
-    accepted = api.post("/jobs", json=params)
+    if promote is not None:
+        params["promote"] = {"alias": promote, "min_gain": min_gain}
+    query = {"preset": preset.value} if preset is not None else None
+    accepted = api.post("/jobs", json=params, params=query)
     job_id = accepted["id"]
     if not wait:
         if as_json:
@@ -197,6 +212,10 @@ def _summary(job: dict[str, Any]) -> None:
     elif job.get("error"):
         line += f": {job['error']}"
     out.print(line, highlight=False, soft_wrap=True)
+    if job.get("promotion"):
+        gate = job["promotion"]
+        verdict = "promoted to" if gate["promoted"] else "not promoted to"
+        out.print(f"{verdict} {gate['alias']}: {gate['reason']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -289,18 +308,19 @@ def models(
     offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Trained models, newest first (the newest serves predictions by default)."""
+    """Trained models, newest first, with the aliases pointing at each."""
     page = _api(ctx).get("/models", limit=limit, offset=offset)
     if as_json:
         _print_json(page)
         return
     table = Table(title=f"models {offset + 1}-{offset + len(page['items'])} of {page['total']}")
-    for column in ("id", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
+    for column in ("id", "aliases", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
         table.add_column(column, no_wrap=column == "id")
     for model in page["items"]:
         params = model["params"]
         table.add_row(
             model["id"],
+            ", ".join(model["aliases"]) or "-",
             _when(model["created_at"]),
             _percent(model["train_accuracy"]),
             _percent(model["test_accuracy"]),
@@ -393,6 +413,9 @@ def serve(
         )
     os.environ.update(HOST=host, PORT=str(port))
     os.execv(script, [str(script)])
+
+
+lifecycle.register(app)
 
 
 def main() -> None:

@@ -52,6 +52,21 @@ class Settings(BaseSettings):
         description="Keep only the N newest models (aliased ones and running jobs' parents "
         "are spared); unset: keep all.",
     )
+    feedback_dir: Path | None = Field(
+        None,
+        description="Folder of the users' corrections (POST /feedback); default: "
+        "MODEL_DIR/feedback, on the models volume that api and worker share.",
+    )
+    feedback_max: int = Field(
+        100_000, ge=1, description="Corrections kept at most; beyond, POST /feedback is 507."
+    )
+    promotion_max_test_drop: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="The promotion gate never promotes a model whose MNIST test accuracy is "
+        "lower than the incumbent's by more than this, whatever the metric.",
+    )
     blas_threads: int | None = Field(
         None,
         ge=1,
@@ -83,6 +98,12 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(
         100, ge=1, description="Queued jobs beyond which POST /jobs is 429."
     )
+    job_memory_limit_mb: float = Field(
+        1280.0,
+        gt=0,
+        description="POST /jobs refuses (422) a job whose estimated peak memory in its "
+        "worker (shared/job_memory.py) is above this many MB.",
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
     )
@@ -92,9 +113,17 @@ class Settings(BaseSettings):
         None, description="When set, state-changing endpoints require it (X-API-Key or Bearer)."
     )
     protect_predict: bool = Field(False, description="Require the API key for predictions too.")
+    protect_metrics: bool = Field(
+        False, description="Require the API key for GET /metrics too (it is open by default)."
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated origins allowed by CORS; none by default."
     )
+
+    @property
+    def feedback_root(self) -> Path:
+        """Where the corrections live: FEEDBACK_DIR, else beside the models on their volume."""
+        return self.feedback_dir or self.model_dir / "feedback"
 
     @field_validator("mnist_mirrors", "cors_origins", mode="before")
     @classmethod

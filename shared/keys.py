@@ -19,9 +19,15 @@ LAYOUT: dict[str, str] = {
     "worker:<name>:stopping": "set while a worker shuts down warm",
     "model:<id>": "the model's ModelInfo (JSON)",
     "models": "sorted set of model ids, scored by creation time",
-    "aliases": "hash: alias name -> AliasRecord (JSON)",
+    "aliases": "hash: alias name -> AliasSummary (JSON)",
     "alias:<name>:history": "the alias's AliasChange rows, newest first (a list)",
     "announcements": "pub/sub channel: a ModelNews each time a model or alias changes",
+    "job:<id>:feedback": "the correction ids a job froze at its start (JSON list)",
+    "feedback:<id>": "a correction's FeedbackItem (JSON, no pixels)",
+    "feedback": "sorted set of correction ids, scored by creation time",
+    "feedback:label:<n>": "sorted set of the ids of corrections labelled n",
+    "feedback:pairs": "hash: '<predicted>:<label>' -> count ('-' when no prediction was sent)",
+    "feedback:indexed": "set once the index has been rebuilt from FEEDBACK_DIR",
     "sweep:<id>": "the sweep record (JSON of Sweep): request, trials, best",
     "sweeps": "sorted set of sweep ids, scored by creation time",
     "sweeps:active": "set of the ids of sweeps not yet settled (recovery tops them up)",
@@ -81,6 +87,25 @@ class Keys:
 
     def announcements(self) -> str:
         return self._k("announcements")
+
+    def job_feedback(self, job_id: object) -> str:
+        return self._k("job", job_id, "feedback")
+
+    # corrections (shared/feedback.py)
+    def feedback_item(self, feedback_id: object) -> str:
+        return self._k("feedback", feedback_id)
+
+    def feedback_all(self) -> str:
+        return self._k("feedback")
+
+    def feedback_label(self, label: int) -> str:
+        return self._k("feedback", "label", label)
+
+    def feedback_pairs(self) -> str:
+        return self._k("feedback", "pairs")
+
+    def feedback_indexed(self) -> str:
+        return self._k("feedback", "indexed")
 
     # sweeps
     def sweep(self, sweep_id: object) -> str:

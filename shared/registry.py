@@ -291,12 +291,34 @@ class ModelRegistry:
         self._transaction(change, self.keys.aliases())
 
     def promote_if_better(
-        self, candidate: ModelInfo, option: PromoteOption, accuracy: float | None
+        self,
+        candidate: ModelInfo,
+        option: PromoteOption,
+        accuracy: float | None,
+        *,
+        max_test_drop: float | None = None,
+        incumbent_metric: Callable[[ModelInfo], float | None] | None = None,
     ) -> Promotion:
         """The promotion gate, as one transaction: set ``option.alias`` to the candidate
-        if the alias has no target, or if ``accuracy`` >= the incumbent's + min_gain."""
+        if the alias has no target, or if ``accuracy`` (the candidate's ``option.metric``)
+        >= the incumbent's + min_gain, and in any case only if the candidate's test
+        accuracy is not below the incumbent's by more than ``max_test_drop``.
+
+        For ``feedback_accuracy`` the incumbent is measured by ``incumbent_metric`` (on
+        the candidate's held-out corrections: the cards' own figures come from different
+        hold-outs and do not compare)."""
         name = option.alias
         outcome: Promotion | None = None
+        measured: dict[UUID, float | None] = {}
+
+        def incumbent_value(incumbent: ModelInfo) -> float | None:
+            if option.metric == "test_accuracy":
+                return incumbent.test_accuracy
+            if incumbent_metric is None:
+                return incumbent.feedback_accuracy
+            if incumbent.id not in measured:  # the transaction may re-run
+                measured[incumbent.id] = incumbent_metric(incumbent)
+            return measured[incumbent.id]
 
         def decide(pipe: redis.client.Pipeline) -> None:
             nonlocal outcome
@@ -306,8 +328,10 @@ class ModelRegistry:
             if incumbent_id is not None:
                 raw = pipe.get(self.keys.model(incumbent_id))
                 incumbent = ModelInfo.model_validate_json(raw) if raw else None
-            incumbent_accuracy = incumbent.test_accuracy if incumbent else None
+            incumbent_accuracy = incumbent_value(incumbent) if incumbent else None
             promoted, reason = _gate(accuracy, incumbent_id, incumbent_accuracy, option.min_gain)
+            if promoted and incumbent is not None and max_test_drop is not None:
+                promoted, reason = _test_floor(candidate, incumbent, max_test_drop, reason)
             outcome = Promotion(
                 alias=name,
                 promoted=promoted,
@@ -315,6 +339,7 @@ class ModelRegistry:
                 incumbent_accuracy=incumbent_accuracy,
                 incumbent_model_id=incumbent_id,
                 reason=reason,
+                metric=option.metric,
             )
             pipe.multi()
             if promoted:
@@ -390,6 +415,23 @@ def _names_for(model_id: UUID, aliases: dict[str, str]) -> list[str]:
         for name, raw in aliases.items()
         if AliasSummary.model_validate_json(raw).model_id == model_id
     )
+
+
+def _test_floor(
+    candidate: ModelInfo, incumbent: ModelInfo, max_drop: float, reason: str
+) -> tuple[bool, str]:
+    """PROMOTION_MAX_TEST_DROP: whatever the metric, MNIST test accuracy may not fall more."""
+    floor_of = incumbent.test_accuracy
+    if floor_of is None:
+        return True, reason
+    if candidate.test_accuracy is None:
+        return False, "the candidate has no test accuracy to hold against the incumbent's"
+    if candidate.test_accuracy < floor_of - max_drop:
+        return False, (
+            f"test accuracy {candidate.test_accuracy:.4f} fell below the incumbent's "
+            f"{floor_of:.4f} by more than {max_drop:g} (PROMOTION_MAX_TEST_DROP)"
+        )
+    return True, reason
 
 
 def _gate(

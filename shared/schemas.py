@@ -56,26 +56,57 @@ class TrainParams(BaseModel):
         },
     )
 
-    n_hidden: int = Field(50, ge=1, le=1024, description="Hidden units.")
-    l1: float = Field(0.0, ge=0, le=10, description="L1 penalty (bias weights not penalised).")
-    l2: float = Field(0.1, ge=0, le=10, description="L2 penalty (bias weights not penalised).")
-    epochs: int = Field(1000, ge=1, le=5000, description="Passes over the training set.")
-    eta: float = Field(0.001, gt=0, le=10, description="Initial learning rate.")
-    alpha: float = Field(0.001, ge=0, lt=1, description="Momentum: share of the previous step.")
-    decrease_const: float = Field(0.00001, ge=0, le=1, description="Learning-rate decay.")
-    lr_schedule: LrSchedule = LrSchedule.compound
-    minibatches: int = Field(50, ge=1, le=10_000, description="Mini-batches per epoch.")
+    n_hidden: int = Field(
+        50, ge=1, le=1024, description="Hidden units: neurons in the one hidden layer."
+    )
+    l1: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="L1 penalty l1·Σ|w|: pushes weights toward 0, sparser (not biases).",
+    )
+    l2: float = Field(
+        0.1, ge=0, le=10, description="L2 penalty l2/2·Σw²: keeps weights small (not biases)."
+    )
+    epochs: int = Field(
+        1000, ge=1, le=5000, description="Passes over the training set; time grows with it."
+    )
+    eta: float = Field(
+        0.001, gt=0, le=10, description="Learning rate η: the size of each gradient step at first."
+    )
+    alpha: float = Field(
+        0.001, ge=0, lt=1, description="Momentum: share of the previous step added to each step."
+    )
+    decrease_const: float = Field(
+        0.00001, ge=0, le=1, description="Learning-rate decay d: how fast η shrinks per epoch."
+    )
+    lr_schedule: LrSchedule = Field(
+        LrSchedule.compound,
+        description="How η decays in epoch i: compound η /= 1+d·i each epoch (the book's code); "
+        "inverse η = η0/(1+d·i).",
+    )
+    minibatches: int = Field(
+        50, ge=1, le=10_000, description="Mini-batches per epoch: weight updates per pass."
+    )
     shuffle: bool = Field(True, description="Reshuffle the training set every epoch.")
-    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the job's random generator.")
-    input_scaling: InputScaling = InputScaling.none
+    seed: int = Field(
+        1,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the job's random generator: same seed, same run.",
+    )
+    input_scaling: InputScaling = Field(
+        InputScaling.none,
+        description="What the network sees of a pixel: none 0..255 (the book), unit 0..1.",
+    )
     validation_fraction: float = Field(
-        0.0, ge=0, le=0.5, description="Share of the training set held out for validation."
+        0.0, ge=0, le=0.5, description="Share of the training set held out to report accuracy."
     )
     train_size: int | None = Field(
         None, ge=100, le=60_000, description="Train on the first N images only (quick runs)."
     )
     dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic precision of training."
+        "float32", description="Arithmetic precision: float32 is faster, float64 the book's."
     )
 
     @model_validator(mode="after")
@@ -163,6 +194,12 @@ class PromoteOption(BaseModel):
         allow_inf_nan=False,
         description="Promote when the candidate's accuracy >= the incumbent's + min_gain.",
     )
+    metric: Literal["test_accuracy", "feedback_accuracy"] = Field(
+        "test_accuracy",
+        description="What is compared: MNIST test accuracy, or accuracy on the job's held-out "
+        "corrections (the incumbent measured on the same ones). Either way a model whose "
+        "test accuracy fell by more than PROMOTION_MAX_TEST_DROP is never promoted.",
+    )
 
 
 class Promotion(BaseModel):
@@ -174,6 +211,7 @@ class Promotion(BaseModel):
     incumbent_accuracy: float | None
     incumbent_model_id: UUID | None = None
     reason: str
+    metric: str = Field("test_accuracy", description="What the accuracies are.")
 
 
 class EarlyStopping(BaseModel):
@@ -205,6 +243,26 @@ class JobOptions(BaseModel):
     promote: PromoteOption | None = Field(
         None, description="Run the promotion gate for this alias when the job succeeds."
     )
+    init_model: str | None = Field(
+        None,
+        max_length=64,
+        description="Fine-tune: start from this model's weights (a model id or an alias, "
+        "resolved to an id at submission). n_hidden, input_scaling and dtype default to its.",
+    )
+    feedback_weight: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Add the users' corrections to the training set, each "
+        "repeated this many times (0: none).",
+    )
+    feedback_holdout: float = Field(
+        0.2,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of the corrections kept out of training to measure on (seeded).",
+    )
     early_stopping: EarlyStopping | None = Field(
         None,
         description="Stop when validation accuracy has not improved by min_delta for patience "
@@ -227,6 +285,15 @@ class JobRequest(TrainParams, JobOptions):
     def _early_stopping_needs_validation(self) -> Self:
         needs_validation(self.early_stopping, self.validation_fraction)
         return self
+
+
+class FrozenFeedback(BaseModel):
+    """The corrections a job uses, frozen at its first start, so that a resumed job trains
+    on the same data (the ids themselves: ``GET /jobs/{id}/feedback``)."""
+
+    count: int = Field(description="Correction ids frozen.")
+    sha256: str = Field(description="sha256 of the sorted ids, one per line.")
+    frozen_at: datetime
 
 
 class Job(BaseModel):
@@ -266,6 +333,11 @@ class Job(BaseModel):
         description="The sweep's pruner stopped this trial after this epoch: the job ends "
         "`cancelled`, with no model.",
     )
+    init_model: str | None = Field(None, description="The init_model asked for.")
+    init_model_id: UUID | None = Field(None, description="The model it starts from.")
+    feedback_weight: int = 0
+    feedback_holdout: float = 0.2
+    feedback: FrozenFeedback | None = Field(None, description="The corrections it froze.")
 
 
 class JobPublic(Job):
@@ -325,6 +397,14 @@ class ModelMeta(BaseModel):
         max_length=100,
         description="The first (up to 100) misclassified MNIST test images, in test-set order.",
     )
+    parent_model_id: UUID | None = Field(None, description="The model it was fine-tuned from.")
+    feedback_count: int | None = Field(None, ge=0, description="Corrections trained on.")
+    feedback_accuracy: Accuracy | None = Field(
+        None, description="Accuracy on the job's held-out corrections."
+    )
+    parent_feedback_accuracy: Accuracy | None = Field(
+        None, description="The parent's accuracy on the same held-out corrections."
+    )
 
 
 class ModelFacts(BaseModel):
@@ -353,6 +433,8 @@ class ModelSummary(ModelFacts):
     train_accuracy: float | None
     test_accuracy: float | None
     input_scale: float
+    parent_model_id: UUID | None = None
+    feedback_accuracy: float | None = None
 
 
 class ModelInfo(ModelMeta, ModelFacts):

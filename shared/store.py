@@ -26,6 +26,10 @@ from shared.training import TrainState
 
 log = logging.getLogger(__name__)
 
+STALE_TEMP_SECONDS = 3600.0
+"""Age after which a temp file in MODEL_DIR is a crashed writer's leftover: no write
+(a model, a checkpoint) takes anywhere near an hour between creating and renaming it."""
+
 WEIGHT_NAMES = ("w1", "b1", "w2", "b2")
 N_CLASSES = 10
 MAX_MODEL_BYTES = 64 * 1024 * 1024
@@ -133,21 +137,28 @@ class ModelStore:
         return self._verified(model_id, expected_sha256)[0]
 
     def _verified(self, model_id: UUID, expected_sha256: str | None) -> tuple[bytes, str]:
+        """The bytes and their sha256. Errors name the model and the kind of failure
+        only: their text reaches clients (503s, ``/readyz``), so file names, paths and
+        digests go to the log instead."""
         path = self.path(model_id)
         try:
             payload = path.read_bytes()
         except FileNotFoundError as exc:
+            log.warning("model %s: %s is missing", model_id, path)
             raise ModelFileError(f"model {model_id}: file missing") from exc
+        except OSError as exc:
+            log.warning("model %s: cannot read %s: %s", model_id, path, exc)
+            raise ModelFileError(f"model {model_id}: file unreadable") from exc
         recorded = self.recorded_sha256(model_id)
         if expected_sha256 is None and recorded is None:
             raise ModelFileError(f"model {model_id}: no checksum recorded, refusing to load")
         digest = sha256_bytes(payload)
         for expected in (expected_sha256, recorded):
             if expected is not None and digest != expected:
-                raise ModelFileError(
-                    f"model {model_id}: integrity check failed (sha256 {digest[:12]}..., "
-                    f"expected {expected[:12]}...)"
+                log.warning(
+                    "model %s: %s has sha256 %s, expected %s", model_id, path, digest, expected
                 )
+                raise ModelFileError(f"model {model_id}: integrity check failed")
         return payload, digest
 
     def delete(self, model_id: UUID) -> None:
@@ -233,8 +244,12 @@ class ModelStore:
                 ids.append(model_id)
         return ids
 
-    def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
-        """Delete temp files left by writers that crashed before their rename."""
+    def remove_stale_temp_files(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Delete temp files left by writers that crashed before their rename.
+
+        Only old ones: a younger temp file may belong to a write in progress in
+        another process (the api, another worker) sharing ``MODEL_DIR``.
+        """
         removed = 0
         cutoff = time.time() - older_than
         for tmp in self.root.rglob(f".*{TMP_SUFFIX}"):

@@ -44,8 +44,10 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15)
             proc.wait(5)
 
 
-def start_redis(workdir: Path, port: int) -> subprocess.Popen:
-    """A private redis-server on loopback, keeping nothing on disk; returns once it answers."""
+def start_redis(workdir: Path, port: int, persistent: bool = False) -> subprocess.Popen:
+    """A private redis-server on loopback; returns once it answers. It keeps nothing on
+    disk unless ``persistent`` (an AOF fsynced on every write, for restarts that keep
+    the data)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: apt-get install redis-server")
@@ -60,7 +62,9 @@ def start_redis(workdir: Path, port: int) -> subprocess.Popen:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if persistent else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(workdir),
         ],

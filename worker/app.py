@@ -41,18 +41,29 @@ def _requeue(job_id: UUID) -> None:
 
 
 def _recovery_loop() -> None:
-    """Every worker looks for jobs whose process died (worker/jobs.py), and re-creates
-    the model registry from MODEL_DIR if Redis lost it."""
+    """Every worker looks for jobs whose process died (worker/jobs.py), re-creates the
+    model registry from MODEL_DIR and the corrections' index from FEEDBACK_DIR if Redis
+    lost them, and removes temp files that crashed writers left (a long-running worker
+    would otherwise keep them until restarted)."""
+    from shared.feedback import Corrections
     from worker.jobs import Stores, recover_orphans
     from worker.sweeps import recover_sweeps
 
     stores = Stores.connect(settings, retries=3)
+    corrections = Corrections.connect(
+        stores.jobs.redis, stores.jobs.keys, settings.feedback_root, settings.feedback_max
+    )
     while True:
+        try:
+            stores.files.remove_stale_temp_files()
+        except OSError as exc:  # a storage problem must not stop orphan recovery
+            log.warning("sweeping stale temp files failed: %s", exc)
         try:
             recover_orphans(stores, settings, _requeue)
             recover_sweeps(stores, settings, _requeue)  # top up sweeps a dead process left
             if not stores.registry.has_models():
                 stores.registry.rebuild(stores.files)
+            corrections.rebuild_if_lost()
         except Exception as exc:
             log.warning("recovery pass failed: %s", exc)
         if _stop_recovery.wait(settings.recovery_interval_seconds):

@@ -31,8 +31,9 @@ from uuid import UUID, uuid4
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import evaluation, mnist, training
+from shared import evaluation, finetune, mnist, training
 from shared.config import Settings
+from shared.errors import public_error
 from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.leases import Leases
@@ -253,10 +254,15 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             raise WorkerStopping
 
     try:
+        tune = finetune.prepare(job, jobs, files, settings.feedback_root)
         data = training.split(
             job.params,
             load_mnist(settings.mnist_dir, settings.mnist_download, settings.mnist_mirrors),
         )
+        if tune is not None:
+            data = finetune.with_corrections(data, tune.corrections)
+            if state is None and tune.parent is not None:
+                state = finetune.initial_state(tune.parent, job.params)
         state = training.train(
             job.params, data, state=state, on_epoch=on_epoch, early_stopping=job.early_stopping
         )
@@ -273,6 +279,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             input_scale=scale,
             confusion=evaluated.confusion,
             errors=evaluated.errors,
+            **(tune.card(state.weights, scale) if tune is not None else {}),
         )
         if not jobs.commit(job_id):  # one transaction with the API's cancel: one winner
             raise JobCancelled
@@ -281,7 +288,13 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         stores.registry.put_model(info)
         promotion = None
         if job.promote is not None:
-            promotion = stores.registry.promote_if_better(info, job.promote, test_acc)
+            promotion = stores.registry.promote_if_better(
+                info,
+                job.promote,
+                finetune.candidate_value(job.promote.metric, test_acc, meta),
+                max_test_drop=settings.promotion_max_test_drop,
+                incumbent_metric=tune.gate_measure(files) if tune is not None else None,
+            )
             log.info(
                 "job %s: promotion gate for %s: %s", job_id, job.promote.alias, promotion.reason
             )
@@ -305,7 +318,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         raise  # not the job's fault: run_job leaves it, checkpoint kept, for recovery
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        return finish(JobStatus.failed, error=f"{type(exc).__name__}: {exc}")
+        return finish(JobStatus.failed, error=public_error(exc))
     log.info("job %s succeeded: train %.4f test %.4f", job_id, train_acc, test_acc)
     status = finish(
         JobStatus.succeeded,
@@ -334,7 +347,8 @@ def _early_stopping_outcome(job: Job, state: training.TrainState) -> dict[str, A
 def _retain(keep: int, stores: Stores) -> None:
     """MODEL_RETENTION: never a model an alias points at or an active job starts from."""
     try:
-        stores.registry.apply_retention(keep, stores.files)
+        parents = {job.init_model_id for job in stores.jobs.active() if job.init_model_id}
+        stores.registry.apply_retention(keep, stores.files, protected=parents)
     except Exception:  # the job has succeeded; retention tries again after the next one
         log.exception("retention failed")
 

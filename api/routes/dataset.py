@@ -4,6 +4,7 @@ The API reads MNIST from ``MNIST_DIR`` once per process, on the first request th
 needs it, and never downloads it (the worker does): missing files answer 503.
 """
 
+import logging
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,8 @@ from fastapi import Path as PathParam
 from api.deps import SettingsDep
 from shared import mnist
 from shared.schemas import IMAGE_SIDE, DatasetImage, DatasetSamples, ErrorBody
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/dataset", tags=["dataset"])
 
@@ -35,10 +38,11 @@ def load_test_set(directory: Path) -> mnist.Mnist:
         if directory not in _loaded:
             try:
                 _loaded[directory] = mnist.load(directory)
-            except mnist.MnistError as exc:
+            except mnist.MnistError as exc:  # which file and where: the log only
+                log.warning("dataset: MNIST unavailable: %s", exc)
                 raise HTTPException(
                     503,
-                    f"MNIST is not available in MNIST_DIR ({exc}); "
+                    "MNIST is not available in MNIST_DIR; "
                     "the API does not download it: run `python -m shared.mnist download`",
                 ) from exc
         return _loaded[directory]

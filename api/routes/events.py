@@ -18,6 +18,7 @@ loop never blocks; sse-starlette cancels the generator when the client goes.
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -50,6 +51,25 @@ data: {"epoch": 1, "cost": 0.93, "seconds": 0.05, "eta": 0.01, "val_accuracy": n
 event: end
 data: {"id": "…", "status": "succeeded", "model_id": "…", "test_accuracy": 0.71, …}
 """
+
+
+LAST_EVENT_ID = re.compile(r"[0-9]{1,9}")
+"""A ``Last-Event-ID`` this stream can have sent: an epoch number in plain ASCII digits.
+
+``str.isdigit``/``int`` would also take ``²`` (Latin-1 byte 0xB2, which ``int`` then
+refuses), thousands of digits (``int`` refuses those too) and numbers beyond what a Redis
+list index holds; nine digits are far above any job's epochs."""
+
+
+def resume_after(last_event_id: str | None, epochs: int) -> int:
+    """The epoch a reconnecting client saw last, or 0 (from the start) for anything else.
+
+    Only ids this stream sends count: 1 to the job's ``epochs``, in ASCII digits.
+    """
+    if last_event_id is None or not LAST_EVENT_ID.fullmatch(last_event_id):
+        return 0
+    after = int(last_event_id)
+    return after if after <= epochs else 0
 
 
 def _job_event(event: str, job: Job) -> dict[str, str]:
@@ -113,7 +133,7 @@ async def stream_job_events(
     job, _ = await asyncio.to_thread(jobs.progress, job_id, 0)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    after = resume_after(last_event_id, job.epochs)
     stream = _counted(job_events(jobs, job_id, after), metrics.current())
     return EventSourceResponse(stream, ping=PING_SECONDS)
 

@@ -1,11 +1,15 @@
 """Liveness and readiness probes for orchestrators and compose healthchecks."""
 
+import logging
+
 import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ModelIndexDep, ModelsDep
 from shared.schemas import Health
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +27,8 @@ async def readyz(index: ModelIndexDep, models: ModelsDep) -> Health | JSONRespon
     try:
         await index.ping()
         serving = await index.serving()
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, OSError) as exc:  # the address stays in the log, not the answer
+        log.warning("readyz: redis unreachable: %s", exc)
         body = Health(status="unavailable", detail="redis unreachable")
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
     return Health(

@@ -1,24 +1,48 @@
 """``POST /predict/image``: classify an uploaded picture of a digit."""
 
-from typing import Annotated, Any
+import asyncio
+import ctypes
+import ctypes.util
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated
 from uuid import UUID
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
+from pydantic import Field
 
 from api import imaging
 from api.deps import ServerDep, require_api_key_for_predict
-from api.metrics import count_predictions
+from api.errors import ValidationErrors
+from api.metrics import count_predictions, count_rejected
 from api.serving import predict
 from shared.schemas import AliasName, ErrorBody, Prediction
 
+MAX_DECODES = 2
+"""Pictures decoded at once; more uploads wait their turn. Each decode may hold up to
+~100 MB (api/imaging.py), so this bounds what a burst of uploads can make the API
+allocate, and a pool of its own keeps the decodes' memory in a few threads' malloc
+arenas instead of spreading it over the 40 threads of the shared pool."""
+DECODERS = ThreadPoolExecutor(MAX_DECODES, thread_name_prefix="image-decode")
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_malloc_trim = getattr(_libc, "malloc_trim", None)  # glibc only
+
+
+def decode(data: bytes) -> np.ndarray:
+    """:func:`imaging.image_to_mnist`, then ``malloc_trim``: Pillow's image blocks come
+    from malloc, and glibc keeps what a thread freed in that thread's arena, so
+    without it the API would keep the memory of its largest burst of decodes for
+    good (measured in BENCHMARKS.md). On a heap with little free it costs
+    microseconds."""
+    try:
+        return imaging.image_to_mnist(data)
+    finally:
+        if _malloc_trim is not None:
+            _malloc_trim(0)
+
+
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
-
-
-class ValidationErrors(BaseModel):
-    detail: list[dict[str, Any]]
 
 
 class ImagePrediction(Prediction):
@@ -35,8 +59,9 @@ class ImagePrediction(Prediction):
         404: {"model": ErrorBody, "description": "No model with the given id."},
         413: {
             "model": ErrorBody,
-            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes "
-            f"or {imaging.MAX_IMAGE_PIXELS} pixels.",
+            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes, "
+            f"{imaging.MAX_IMAGE_PIXELS} pixels or {imaging.MAX_IMAGE_SIDE} pixels a side, "
+            "or above Pillow's decompression-bomb limit.",
         },
         415: {"model": ErrorBody, "description": "Not an image file Pillow can read."},
         422: {
@@ -74,8 +99,13 @@ async def predict_image(
         )
     data = await file.read(imaging.MAX_IMAGE_BYTES + 1)
     try:
-        pixels = await run_in_threadpool(imaging.image_to_mnist, data)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(DECODERS, decode, data)
     except imaging.ImageError as exc:
+        if isinstance(exc, imaging.ImageTooLarge):
+            count_rejected("image_size")
+        elif isinstance(exc, imaging.UnreadableImage):
+            count_rejected("image_type")
         raise HTTPException(exc.status, str(exc)) from None
     served = await server.model(model_id, alias)
     probabilities = predict(served.model, pixels.reshape(1, -1))[0]

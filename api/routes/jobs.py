@@ -8,8 +8,11 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Resp
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import JobsDep, PageDep, QueueDep, SettingsDep, require_api_key
+from api import finetune
+from api.deps import JobsDep, PageDep, QueueDep, RegistryDep, SettingsDep, require_api_key
 from api.errors import BODY_ERRORS, REDIS_DOWN
+from api.metrics import count_rejected
+from shared import job_memory
 from shared.jobstore import JobEnded, JobNotFound, QueueFull, TooLateToCancel
 from shared.queue import TRAIN_TASK
 from shared.schemas import (
@@ -49,6 +52,7 @@ def submit_job(
     jobs: JobsDep,
     queue: QueueDep,
     settings: SettingsDep,
+    registry: RegistryDep,
     response: Response,
     body: Annotated[JobRequest | None, Body()] = None,
     preset: Annotated[
@@ -65,23 +69,29 @@ def submit_job(
     Beside the hyper-parameters, ``promote`` asks for the promotion gate when it succeeds.
     """
     given, options = body.split() if body is not None else ({}, None)
+    given, tuning = finetune.resolve(registry, given, options)  # init_model: the parent's
     try:
         params = with_preset(preset, TrainParams.model_validate(given))
     except ValidationError as exc:  # the preset and the body together can clash
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
         ) from None
+    if too_big := job_memory.too_big(params, settings.job_memory_limit_mb):
+        count_rejected("job_memory")
+        raise RequestValidationError(too_big)
     job = Job(
         id=uuid4(),
         params=params,
         epochs=params.epochs,
         promote=options.promote if options else None,
         early_stopping=options.early_stopping if options else None,
+        **tuning,
     )
     idempotency = None
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(
-            f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()}"
+            f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()} "
+            f"{sorted((k, str(v)) for k, v in tuning.items())}"
             # only when set, so that keys given before early stopping existed still match
             f"{f' {job.early_stopping.model_dump_json()}' if job.early_stopping else ''}".encode()
         ).hexdigest()
@@ -89,6 +99,7 @@ def submit_job(
     try:
         created = jobs.create(job, settings.max_queued_jobs, idempotency)
     except QueueFull as exc:
+        count_rejected("queue")
         raise HTTPException(429, str(exc), headers={"Retry-After": "30"}) from None
     if not created.created:
         if idempotency is not None and created.fingerprint != idempotency[1]:

@@ -3,11 +3,12 @@
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from api.deps import PageDep, RegistryDep, StoreDep, require_api_key
-from api.errors import REDIS_DOWN
+from api.errors import REDIS_DOWN, ValidationErrors
 from shared import onnx_export
 from shared.registry import ModelInUse, ModelNotFound, model_info
 from shared.schemas import ErrorBody, ModelInfo, ModelList, utcnow
@@ -110,7 +111,10 @@ def export_onnx(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Respo
     responses={
         **KEY,
         409: {"model": ErrorBody, "description": "A model with this id exists."},
-        422: {"model": ErrorBody, "description": "Not a valid model file (the reason)."},
+        422: {
+            "model": ErrorBody | ValidationErrors,
+            "description": "Not a valid model file (the reason), or an invalid query field.",
+        },
     },
     openapi_extra={
         "requestBody": {

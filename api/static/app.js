@@ -1,6 +1,7 @@
 // mnist-service web page: plain JavaScript, no build step, no dependencies.
 // Talks to the same API as every other client: /predict/image, /jobs, /jobs/{id}/events,
-// /models and /openapi.json (for the training form's defaults and limits).
+// /models, /aliases, /readyz (what serves), /openapi.json (the training form's fields, limits and meanings) and
+// /presets.json (the values of POST /jobs?preset=fast|book).
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -133,6 +134,7 @@ function clearPad() {
   ink.fillRect(0, 0, pad.width, pad.height);
   strokes = 0;
   pad.dataset.strokes = "0";
+  $("#pad-hint").hidden = false; // an empty pad says what it is for
   showResult(null);
 }
 
@@ -160,6 +162,7 @@ pad.addEventListener("pointerdown", (event) => {
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
   drawing = padPoint(event);
+  $("#pad-hint").hidden = true;
   strokeTo(drawing); // a dot
   clearTimeout(predictTimer);
 });
@@ -190,13 +193,20 @@ async function predictImage(blob, name, source) {
   const form = new FormData();
   form.append("file", blob, name);
   const model = $("#model-picker").value;
-  if (model) form.append("model_id", model);
+  if (model.startsWith("alias:")) form.append("alias", model.slice(6));
+  else if (model) form.append("model_id", model);
   $("#predict-status").textContent = "classifying…";
   try {
     const result = await api("/predict/image", { method: "POST", body: form });
     if (seq !== predictSeq) return; // a newer drawing is on its way
     showResult(result, source);
-    $("#predict-status").textContent = `model ${result.model_id.slice(0, 8)}`;
+    // which model answered, and through which alias
+    const status = $("#predict-status");
+    status.textContent = `model ${result.model_id.slice(0, 8)}${result.alias ? ` via ${result.alias}` : ""}`;
+    status.dataset.modelId = result.model_id;
+    status.dataset.alias = result.alias || "";
+    // the default answered from another model than the line above says: it changed (or fell back)
+    if (!model && result.model_id !== $("#serving").dataset.modelId) refreshAll();
   } catch (error) {
     if (seq !== predictSeq) return;
     showResult(null, source);
@@ -263,17 +273,42 @@ function limits(s) {
   return low ?? high ?? "";
 }
 
+let presets = {};
+
+function preset() {
+  return $("#presets input[name=preset]:checked").value;
+}
+
+function applyPreset(name) {
+  // Every field shows what the job will get: the preset's value for each parameter.
+  const values = presets[name] || {};
+  for (const input of $("#params").querySelectorAll("input, select")) {
+    const value = values[input.name];
+    if (input.type === "checkbox") input.checked = Boolean(value);
+    else input.value = value === null || value === undefined ? "" : String(value);
+  }
+}
+
 async function buildForm() {
-  const spec = await fetch("/openapi.json").then((r) => r.json());
+  const [spec, known] = await Promise.all([
+    fetch("/openapi.json").then((r) => r.json()),
+    fetch("/presets.json").then((r) => r.json()),
+  ]);
+  presets = known;
   const params = spec.components.schemas.TrainParams.properties;
   const box = $("#params");
   for (const [name, raw] of Object.entries(params)) {
     const s = resolve(raw, spec);
     const label = document.createElement("label");
-    label.title = s.description || "";
     const caption = document.createElement("span");
+    caption.className = "name";
     caption.textContent = name;
     label.append(caption);
+    // what the field means, from the schema's description (the same text /docs shows)
+    const meaning = document.createElement("span");
+    meaning.className = "meaning";
+    meaning.textContent = s.description || "";
+    label.append(meaning);
     let input;
     if (s.enum) {
       input = document.createElement("select");
@@ -297,10 +332,13 @@ async function buildForm() {
     const hint = document.createElement("span");
     hint.className = "hint";
     const range = limits(s);
-    hint.textContent = [range && `range ${range}`, s.default !== undefined && s.default !== null ? `default ${s.default}` : s.optional ? "default: all" : ""]
-      .filter(Boolean).join(" · ");
+    hint.textContent = [range && `range ${range}`, s.optional ? "empty: all" : ""].filter(Boolean).join(" · ");
     label.append(hint);
     box.append(label);
+  }
+  applyPreset(preset());
+  for (const radio of document.querySelectorAll("#presets input[name=preset]")) {
+    radio.addEventListener("change", () => applyPreset(radio.value));
   }
 }
 
@@ -321,12 +359,13 @@ $("#train-form").addEventListener("submit", async (event) => {
   status.className = "caption";
   status.textContent = "submitting…";
   try {
-    const job = await api("/jobs", {
+    const job = await api(`/jobs?preset=${encodeURIComponent(preset())}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(formParams()),
     });
-    status.textContent = `job ${job.id.slice(0, 8)} ${job.status}`;
+    submitted = { id: job.id, status: job.status, epoch: 0, epochs: formParams().epochs };
+    showSubmitted();
     await refreshJobs();
     selectJob(job.id);
   } catch (error) {
@@ -340,6 +379,47 @@ $("#train-form").addEventListener("submit", async (event) => {
 let selected = null;
 let follower = null;
 let curve = { points: [], epochs: 0 };
+// The followed job as its event stream last told: the caption, the curve and the job's
+// row in the table all show this one state, so they never disagree.
+let live = null;
+// The job the form queued last: "Start training" shows its status until it ends.
+let submitted = null;
+
+function progressText(job) {
+  let text = `job ${job.id.slice(0, 8)} ${job.status}, epoch ${job.epoch}/${job.epochs}`;
+  if (job.status === "succeeded" && job.test_accuracy !== undefined) text += `: test accuracy ${percent(job.test_accuracy)}`;
+  if (job.status === "failed" && job.error) text += `: ${job.error}`;
+  return text;
+}
+
+function showSubmitted() {
+  if (!submitted) return;
+  const status = $("#train-status");
+  status.className = `caption status-${submitted.status}`;
+  status.textContent = progressText(submitted);
+}
+
+function learn(job) {
+  // Whatever the page learns about a job: keep the "Start training" line in step.
+  if (submitted && job.id === submitted.id) {
+    submitted = { ...submitted, ...job };
+    showSubmitted();
+  }
+}
+
+function fillRow(row, job) {
+  row.dataset.status = job.status;
+  row.cells[1].className = `status-${job.status}`;
+  row.cells[1].textContent = job.status;
+  row.cells[2].textContent = `${job.epoch}/${job.epochs}`;
+}
+
+function showLive() {
+  $("#curve-job").textContent = `job ${live.id.slice(0, 8)}: ${live.status}, epoch ${live.epoch}/${live.epochs}`;
+  const row = document.querySelector(`#jobs tbody tr[data-id="${live.id}"]`);
+  if (row) fillRow(row, live);
+  learn(live);
+}
 
 function percent(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`;
@@ -355,12 +435,13 @@ async function refreshJobs() {
   const body = $("#jobs tbody");
   body.replaceChildren();
   for (const job of page.items) {
+    learn(job);
     const row = document.createElement("tr");
     row.dataset.id = job.id;
-    row.dataset.status = job.status;
     row.classList.toggle("selected", job.id === selected);
-    row.innerHTML = `<td class="id">${job.id.slice(0, 8)}</td><td class="status-${job.status}">${job.status}</td>
-      <td>${job.epoch}/${job.epochs}</td><td>${percent(job.test_accuracy)}</td><td></td>`;
+    row.innerHTML = `<td class="id">${job.id.slice(0, 8)}</td><td></td><td></td><td>${percent(job.test_accuracy)}</td><td></td>`;
+    // the followed job's progress comes from its event stream, like the curve beside it
+    fillRow(row, live && live.id === job.id ? { ...job, ...live } : job);
     if (job.status === "queued" || job.status === "running") {
       const cancel = document.createElement("button");
       cancel.type = "button";
@@ -387,22 +468,29 @@ function selectJob(id) {
   selected = id;
   follower = new AbortController();
   curve = { points: [], epochs: 0 };
+  live = null;
   drawCurve();
   for (const row of document.querySelectorAll("#jobs tbody tr")) {
     row.classList.toggle("selected", row.dataset.id === id);
   }
   $("#curve-job").textContent = `job ${id.slice(0, 8)}`;
   followEvents(`/jobs/${id}/events`, (event, data) => {
+    if (selected !== id) return;
     if (event === "epoch") {
       curve.epochs = data.epochs;
+      // a job resumed from a checkpoint redoes its later epochs: keep one point per epoch
+      curve.points = curve.points.filter((p) => p.epoch < data.epoch);
       curve.points.push({ epoch: data.epoch, cost: data.cost, acc: data.val_accuracy });
       drawCurve();
+      live = { ...(live || { id }), status: "running", epoch: data.epoch, epochs: data.epochs };
+      showLive();
     } else if (event === "status" || event === "end") {
       curve.epochs = data.epochs;
-      $("#curve-job").textContent = `job ${id.slice(0, 8)}: ${data.status}, epoch ${data.epoch}/${data.epochs}`;
+      live = { ...data, id };
+      showLive();
       if (event === "end") {
         refreshJobs();
-        refreshModels();
+        refreshAll(); // a new model, maybe promoted by the job's gate
       }
     }
   }, follower.signal).catch((error) => {
@@ -469,46 +557,322 @@ function drawCurve() {
   }
 }
 
-// ---------------------------------------------------------------- models
+// ---------------------------------------------------------------- serving, models and aliases
+
+// The serving alias's name (SERVING_ALIAS): /readyz names it only while it serves, so
+// the page keeps the last name it saw.
+let servingAlias = "production";
+let knownAliases = []; // [{name, model_id, updated_at}] as GET /aliases last told
+let promoting = null; // the open promote form: {id, name, reason}
+let historyAlias = null; // the alias whose history is shown
+let modelsSeq = 0;
+
+const short = (id) => (id ? String(id).slice(0, 8) : "–");
+const when = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "–");
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function button(text, className, onclick) {
+  return el("button", { type: "button", className, textContent: text, onclick });
+}
+
+function say(text, isError = false) {
+  // What the last model or alias action did, or why the API refused it.
+  const status = $("#models-status");
+  status.className = isError ? "caption error" : "caption ok";
+  status.textContent = text;
+}
+
+async function refreshServing() {
+  const line = $("#serving");
+  let health;
+  try {
+    health = await (await fetch("/readyz")).json();
+  } catch (error) {
+    health = { status: "unavailable", detail: error.message };
+  }
+  const s = health.serving;
+  if (s && s.alias) servingAlias = s.alias;
+  line.dataset.status = health.status;
+  line.dataset.modelId = (s && s.model_id) || "";
+  line.dataset.alias = (s && s.alias) || "";
+  line.className = `serving serving-${health.status}`;
+  if (!s) {
+    line.textContent = `Serving: unknown (${health.detail || health.status})`;
+  } else if (!s.model_id) {
+    line.textContent = s.fallback
+      ? "degraded: no intact model to fall back to"
+      : "Serving: no model yet (train one below)";
+  } else if (s.fallback) {
+    const why = knownAliases.some((a) => a.name === servingAlias)
+      ? `${servingAlias}'s model is unusable`
+      : "a newer model is unusable";
+    line.textContent = `degraded: fell back to model ${short(s.model_id)}, the newest intact one (${why})`;
+  } else if (s.alias) {
+    line.textContent = `Serving: ${s.alias} → ${short(s.model_id)}`;
+  } else {
+    line.textContent = `Serving: newest model ${short(s.model_id)} (no ${servingAlias} alias yet)`;
+  }
+}
+
+function refreshAll() {
+  return Promise.all([refreshModels(), refreshServing()]);
+}
 
 async function refreshModels() {
+  const seq = ++modelsSeq;
   let page;
+  let aliases;
   try {
-    page = await api("/models?limit=50");
-  } catch (_) {
+    [page, aliases] = await Promise.all([api("/models?limit=50"), api("/aliases")]);
+  } catch (error) {
+    if (seq === modelsSeq) say(`could not list models: ${error.message}`, true);
     return;
   }
+  if (seq !== modelsSeq) return; // a newer refresh is on its way
+  knownAliases = aliases.items;
+  $("#alias-names").replaceChildren(
+    ...[...new Set([servingAlias, ...knownAliases.map((a) => a.name)])].map((name) => new Option(name)),
+  );
+  renderModels(page.items);
+  renderPicker(page.items);
+  renderAliases();
+  await showHistory();
+}
+
+function renderModels(models) {
   const body = $("#models tbody");
   body.replaceChildren();
-  const picker = $("#model-picker");
-  const chosen = picker.value;
-  picker.replaceChildren(new Option("newest", ""));
-  for (const model of page.items) {
+  for (const model of models) {
     const p = model.params;
     const row = document.createElement("tr");
     row.dataset.id = model.id;
-    row.innerHTML = `<td class="id">${model.id.slice(0, 8)}</td><td>${model.created_at.slice(0, 19).replace("T", " ")}</td>
+    row.innerHTML = `<td class="id" title="${model.id}">${short(model.id)}</td><td class="badges"></td>
+      <td class="when">${when(model.created_at)}</td>
       <td>${percent(model.train_accuracy)}</td><td>${percent(model.test_accuracy)}</td>
-      <td>n_hidden ${p.n_hidden}, epochs ${p.epochs}, eta ${p.eta}, minibatches ${p.minibatches}${p.train_size ? `, train_size ${p.train_size}` : ""}</td><td></td>`;
-    const use = document.createElement("button");
-    use.type = "button";
-    use.textContent = "use for drawing";
-    use.onclick = () => {
-      picker.value = model.id;
-      if (strokes) predictPad();
-    };
-    row.lastElementChild.append(use);
-    const errors = document.createElement("button");
-    errors.type = "button";
-    errors.className = "show-errors";
-    errors.textContent = "errors";
-    errors.onclick = () => showModelDetail(model);
-    row.lastElementChild.append(" ", errors);
+      <td>n_hidden ${p.n_hidden}, epochs ${p.epochs}, eta ${p.eta}, minibatches ${p.minibatches}${p.train_size ? `, train_size ${p.train_size}` : ""}</td>
+      <td class="downloads"></td><td class="actions"></td>`;
+    const badges = row.querySelector(".badges");
+    for (const name of model.aliases) {
+      const badge = el("span", { className: "badge", textContent: name });
+      badge.dataset.alias = name;
+      if (name === servingAlias) badge.classList.add("serving-badge");
+      badges.append(badge, " ");
+    }
+    if (model.broken) badges.append(el("span", { className: "badge broken", textContent: "broken", title: model.broken }));
+    row.querySelector(".downloads").append(
+      el("a", { className: "npz", href: `/models/${model.id}/download`, textContent: "npz", download: `${model.id}.npz` }),
+      " · ",
+      el("a", { className: "onnx", href: `/models/${model.id}/onnx`, textContent: "ONNX", download: `${model.id}.onnx` }),
+    );
+    row.querySelector(".actions").append(
+      button("use for drawing", "use", () => {
+        $("#model-picker").value = model.id;
+        if (strokes) predictPad();
+      }),
+      " ",
+      button("errors", "show-errors", () => showModelDetail(model)),
+      " ",
+      button("promote…", "promote", () => {
+        promoting = promoting && promoting.id === model.id ? null : { id: model.id, name: servingAlias, reason: "" };
+        renderPromote("alias");
+      }),
+      " ",
+      button("delete", "delete danger", () => deleteModel(model)),
+    );
     row.classList.toggle("selected", model.id === detailModel);
     body.append(row);
-    picker.append(new Option(`${model.id.slice(0, 8)} (${percent(model.test_accuracy)})`, model.id));
+  }
+  renderPromote();
+}
+
+function renderPromote(focus = null) {
+  // One promote form at a time, in a row under its model's; it survives the table's
+  // refreshes (with what was typed, and the focus).
+  const old = document.querySelector("#models tr.promote-row");
+  if (old && old.contains(document.activeElement)) focus = document.activeElement.name || null;
+  old?.remove();
+  if (!promoting) return;
+  const row = document.querySelector(`#models tbody tr[data-id="${promoting.id}"]`);
+  if (!row) {
+    promoting = null;
+    return;
+  }
+  const { id } = promoting;
+  const name = el("input", { name: "alias", value: promoting.name, required: true, autocomplete: "off", size: 14 });
+  name.setAttribute("list", "alias-names");
+  const reason = el("input", { name: "reason", value: promoting.reason, placeholder: "reason (optional)", maxLength: 500, size: 28 });
+  name.oninput = () => (promoting.name = name.value);
+  reason.oninput = () => (promoting.reason = reason.value);
+  const form = el(
+    "form",
+    { className: "promote-form" },
+    el("span", { textContent: `Point alias ` }),
+    name,
+    el("span", { textContent: ` at model ${short(id)} ` }),
+    reason,
+    el("button", { type: "submit", textContent: "promote" }),
+    button("cancel", "", () => {
+      promoting = null;
+      renderPromote();
+    }),
+  );
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const alias = name.value.trim();
+    const body = { model_id: id };
+    if (reason.value.trim()) body.reason = reason.value.trim();
+    try {
+      const answer = await api(`/aliases/${encodeURIComponent(alias)}`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      promoting = null;
+      historyAlias = answer.name;
+      say(`${answer.name} → ${short(answer.model_id)}`);
+    } catch (error) {
+      say(`promote to ${alias || "(no name)"}: ${error.message}`, true);
+    }
+    await refreshAll();
+  };
+  const cell = el("td", { colSpan: row.cells.length }, form);
+  const formRow = el("tr", { className: "promote-row" }, cell);
+  formRow.dataset.for = id;
+  row.after(formRow);
+  if (focus === "reason") reason.focus();
+  else if (focus) name.focus();
+}
+
+async function deleteModel(model) {
+  const aliases = model.aliases.length ? ` Aliases point at it: ${model.aliases.join(", ")}.` : "";
+  if (!confirm(`Delete model ${short(model.id)}? Its files are removed for good.${aliases}`)) return;
+  try {
+    await api(`/models/${model.id}`, { method: "DELETE" });
+    say(`model ${short(model.id)} deleted`);
+    if (detailModel === model.id) {
+      detailModel = null;
+      $("#model-detail").hidden = true;
+    }
+  } catch (error) {
+    say(`delete ${short(model.id)}: ${error.message}`, true);
+  }
+  await refreshAll();
+}
+
+function renderPicker(models) {
+  const picker = $("#model-picker");
+  const chosen = picker.value;
+  picker.replaceChildren(new Option("what serves by default", ""));
+  for (const alias of knownAliases) {
+    picker.append(new Option(`alias ${alias.name} (${short(alias.model_id)})`, `alias:${alias.name}`));
+  }
+  for (const model of models) {
+    picker.append(new Option(`${short(model.id)} (${percent(model.test_accuracy)})`, model.id));
   }
   picker.value = [...picker.options].some((o) => o.value === chosen) ? chosen : "";
+}
+
+function renderAliases() {
+  const body = $("#aliases tbody");
+  body.replaceChildren();
+  $("#aliases-empty").hidden = knownAliases.length > 0;
+  $("#aliases").hidden = knownAliases.length === 0;
+  for (const alias of knownAliases) {
+    const row = document.createElement("tr");
+    row.dataset.alias = alias.name;
+    row.classList.toggle("selected", alias.name === historyAlias);
+    const badge = el("span", { className: "badge", textContent: alias.name });
+    if (alias.name === servingAlias) badge.classList.add("serving-badge");
+    row.append(
+      el("td", {}, badge),
+      el("td", { className: "id", textContent: short(alias.model_id), title: alias.model_id }),
+      el("td", { textContent: when(alias.updated_at) }),
+      el(
+        "td",
+        {},
+        button("history", "history", () => {
+          historyAlias = alias.name;
+          renderAliases();
+          showHistory();
+        }),
+        " ",
+        button("rollback", "rollback", () => rollback(alias.name)),
+        " ",
+        button("remove", "remove danger", () => removeAlias(alias.name)),
+      ),
+    );
+    body.append(row);
+  }
+}
+
+async function rollback(name) {
+  try {
+    const answer = await api(`/aliases/${encodeURIComponent(name)}/rollback`, { method: "POST" });
+    say(`${name} rolled back to ${short(answer.model_id)}`);
+  } catch (error) {
+    say(`rollback ${name}: ${error.message}`, true);
+  }
+  historyAlias = name;
+  await refreshAll();
+}
+
+async function removeAlias(name) {
+  if (!confirm(`Remove alias ${name}? Its history goes with it; the model stays.`)) return;
+  try {
+    await api(`/aliases/${encodeURIComponent(name)}`, { method: "DELETE" });
+    say(`alias ${name} removed`);
+    if (historyAlias === name) historyAlias = null;
+  } catch (error) {
+    say(`remove ${name}: ${error.message}`, true);
+  }
+  await refreshAll();
+}
+
+async function showHistory() {
+  // The chosen alias's changes; by default the serving alias's, else the first alias's.
+  if (!knownAliases.some((a) => a.name === historyAlias)) {
+    const fallback = knownAliases.find((a) => a.name === servingAlias) || knownAliases[0];
+    historyAlias = fallback ? fallback.name : null;
+    for (const row of document.querySelectorAll("#aliases tbody tr")) {
+      row.classList.toggle("selected", row.dataset.alias === historyAlias);
+    }
+  }
+  const box = $("#alias-history");
+  if (!historyAlias) {
+    box.hidden = true;
+    return;
+  }
+  const name = historyAlias;
+  let alias;
+  try {
+    alias = await api(`/aliases/${encodeURIComponent(name)}`);
+  } catch (error) {
+    if (historyAlias === name) say(`history of ${name}: ${error.message}`, true);
+    return;
+  }
+  if (historyAlias !== name) return;
+  box.hidden = false;
+  box.dataset.alias = name;
+  $("#history-alias").textContent = name;
+  const body = $("#history tbody");
+  body.replaceChildren();
+  for (const change of alias.history) {
+    const row = document.createElement("tr");
+    row.dataset.source = change.source;
+    row.append(
+      el("td", { textContent: when(change.at) }),
+      el("td", { className: "id", textContent: short(change.model_id), title: change.model_id }),
+      el("td", { className: "id", textContent: short(change.previous_model_id), title: change.previous_model_id || "" }),
+      el("td", { className: `source source-${change.source}`, textContent: change.source }),
+      el("td", { textContent: change.reason || "" }),
+    );
+    body.append(row);
+  }
 }
 
 $("#model-picker").addEventListener("change", () => {
@@ -577,17 +941,29 @@ function drawConfusion(confusion) {
   });
 }
 
-async function showModelDetail(model) {
-  detailModel = model.id;
+async function showModelDetail(summary) {
+  detailModel = summary.id;
   for (const row of document.querySelectorAll("#models tbody tr")) {
-    row.classList.toggle("selected", row.dataset.id === model.id);
+    row.classList.toggle("selected", row.dataset.id === summary.id);
   }
   const box = $("#model-detail");
   box.hidden = false;
-  $("#detail-model").textContent = `model ${model.id.slice(0, 8)}, test accuracy ${percent(model.test_accuracy)}`;
+  $("#detail-model").textContent = `model ${summary.id.slice(0, 8)}, test accuracy ${percent(summary.test_accuracy)}`;
   const grid = $("#errors-grid");
   grid.replaceChildren();
   grid.dataset.count = "0";
+  // the list has summaries: the confusion matrix and the errors are on the model's card
+  let model;
+  try {
+    model = await api(`/models/${summary.id}`);
+  } catch (error) {
+    if (detailModel !== summary.id) return;
+    $("#confusion").replaceChildren();
+    $("#errors-caption").textContent = "";
+    grid.replaceChildren(el("p", { className: "error", textContent: error.message }));
+    return;
+  }
+  if (detailModel !== summary.id) return; // another model was picked meanwhile
   if (!model.confusion) {
     $("#confusion").replaceChildren();
     $("#errors-caption").textContent = "this model was trained before confusion matrices were stored";
@@ -622,7 +998,8 @@ buildForm().catch((error) => {
   $("#train-status").textContent = `could not read /openapi.json: ${error.message}`;
 });
 refreshJobs();
-refreshModels();
+refreshAll();
 loadDataset();
 setInterval(refreshJobs, 2000);
 setInterval(refreshModels, 10000);
+setInterval(refreshServing, 5000);

@@ -67,6 +67,7 @@ def test_missing_mnist_answers_503_and_is_not_downloaded(
             response = client.get(path)
             assert response.status_code == 503
             assert "MNIST" in response.json()["detail"]
+            assert str(empty) not in response.text  # the server's layout stays in its log
     assert list(empty.iterdir()) == []
 
 

@@ -5,7 +5,8 @@ import json
 import uuid
 
 from api.routes.events import job_events
-from shared.registry import Registry
+from shared.jobstore import JobStore
+from shared.keys import Keys
 from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
 
 
@@ -13,26 +14,30 @@ def _row(epoch: int, cost: float = 1.0) -> EpochRecord:
     return EpochRecord(epoch=epoch, cost=cost, seconds=0.01, eta=0.01)
 
 
-def _running_job(registry: Registry, epochs: int) -> uuid.UUID:
+def _create(jobs: JobStore, job: Job) -> None:
+    assert jobs.create(job, max_queued=100).created
+
+
+def _running_job(jobs: JobStore, epochs: int) -> uuid.UUID:
     job = Job(id=uuid.uuid4(), params=TrainParams(epochs=epochs), epochs=epochs)
-    registry.create_job(job)
-    registry.update_job(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
+    _create(jobs, job)
+    jobs.update(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
     return job.id
 
 
-def test_resumed_run_sends_each_epoch_once(registry: Registry) -> None:
+def test_resumed_run_sends_each_epoch_once(jobs: JobStore) -> None:
     """A worker that resumes from a checkpoint rewrites rows already sent: not resent."""
-    job_id = _running_job(registry, 5)
+    job_id = _running_job(jobs, 5)
     for epoch in range(1, 5):
-        registry.record_epoch(job_id, _row(epoch))
+        jobs.record_epoch(job_id, _row(epoch))
 
     async def follow() -> tuple[list[dict], list[dict]]:
-        stream = job_events(registry, job_id, poll=0.01)
+        stream = job_events(jobs, job_id, poll=0.01)
         first = [await anext(stream) for _ in range(5)]
-        registry.reset_progress(job_id, 2)  # resumed from a checkpoint at epoch 2
+        jobs.reset_progress(job_id, 2)  # resumed from a checkpoint at epoch 2
         for epoch in (3, 4, 5):
-            registry.record_epoch(job_id, _row(epoch, cost=0.5))
-        registry.finish_job(job_id, JobStatus.succeeded, model_id=job_id)
+            jobs.record_epoch(job_id, _row(epoch, cost=0.5))
+        jobs.finish(job_id, JobStatus.succeeded, model_id=job_id)
         return first, [event async for event in stream]
 
     first, rest = asyncio.run(follow())
@@ -46,17 +51,17 @@ def test_resumed_run_sends_each_epoch_once(registry: Registry) -> None:
     assert json.loads(rest[1]["data"])["status"] == "succeeded"
 
 
-def test_status_changes_are_events(registry: Registry) -> None:
+def test_status_changes_are_events(jobs: JobStore) -> None:
     job = Job(id=uuid.uuid4(), params=TrainParams(epochs=1), epochs=1)
-    registry.create_job(job)
+    _create(jobs, job)
 
     async def follow() -> list[dict]:
-        stream = job_events(registry, job.id, poll=0.01)
+        stream = job_events(jobs, job.id, poll=0.01)
         seen = [await anext(stream)]
-        registry.update_job(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
+        jobs.update(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
         seen.append(await anext(stream))
-        registry.request_cancel(job.id)  # running: the worker would stop it; here we end it
-        registry.finish_job(job.id, JobStatus.cancelled, only_from=(JobStatus.running,))
+        jobs.request_cancel(job.id)  # running: the worker would stop it; here we end it
+        jobs.finish(job.id, JobStatus.cancelled, only_from=(JobStatus.running,))
         return seen + [event async for event in stream]
 
     seen = asyncio.run(follow())
@@ -64,13 +69,13 @@ def test_status_changes_are_events(registry: Registry) -> None:
     assert statuses == [("status", "queued"), ("status", "running"), ("end", "cancelled")]
 
 
-def test_a_job_that_disappears_ends_the_stream_with_an_error(registry: Registry) -> None:
-    job_id = _running_job(registry, 3)
+def test_a_job_that_disappears_ends_the_stream_with_an_error(jobs: JobStore, keys: Keys) -> None:
+    job_id = _running_job(jobs, 3)
 
     async def follow() -> list[dict]:
-        stream = job_events(registry, job_id, poll=0.01)
+        stream = job_events(jobs, job_id, poll=0.01)
         seen = [await anext(stream)]
-        registry.redis.flushdb()
+        jobs.redis.delete(keys.job(job_id), keys.job_history(job_id))  # as if Redis lost it
         return seen + [event async for event in stream]
 
     seen = asyncio.run(follow())

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.config import Settings
-from shared.registry import Registry
+from shared.jobstore import JobStore
 
 KEY = "s3cret-key"
 
@@ -21,11 +21,11 @@ def guarded(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def test_state_changes_need_the_key(guarded: TestClient, registry: Registry) -> None:
+def test_state_changes_need_the_key(guarded: TestClient, jobs: JobStore) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
         response = guarded.post("/jobs", json={"epochs": 1}, headers=headers)
         assert response.status_code == 401 and response.json()["detail"]
-    assert registry.list_jobs(0, 10)[1] == 0
+    assert jobs.list_jobs(0, 10)[1] == 0
     ok = guarded.post("/jobs", json={"epochs": 1}, headers={"X-API-Key": KEY})
     assert ok.status_code == 202
     job_id = ok.json()["id"]
@@ -45,6 +45,21 @@ def test_predictions_can_be_protected(settings: Settings) -> None:
         assert client.post("/predict", json={"pixels": [0] * 784}).status_code == 401
         response = client.post("/predict", json={"pixels": [0] * 784}, headers={"X-API-Key": KEY})
         assert response.status_code == 503
+
+
+def test_metrics_are_open_unless_protected(settings: Settings, guarded: TestClient) -> None:
+    assert guarded.get("/metrics").status_code == 200  # API_KEY alone leaves /metrics open
+    locked = Settings.model_validate(
+        {**settings.model_dump(), "api_key": KEY, "protect_metrics": True}
+    )
+    with TestClient(create_app(locked)) as client:
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.json()["detail"]
+        assert "mnist_" not in refused.text
+        for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
+            response = client.get("/metrics", headers=headers)
+            assert response.status_code == 200 and "mnist_redis_up 1.0" in response.text
+        assert client.get("/livez").status_code == 200  # the probes stay open
 
 
 def test_queue_limit_gives_429(guarded: TestClient) -> None:
@@ -72,17 +87,17 @@ def test_oversized_bodies_get_413_before_parsing(guarded: TestClient) -> None:
     assert streamed.status_code == 413
 
 
-def test_idempotency_key(guarded: TestClient, registry: Registry) -> None:
+def test_idempotency_key(guarded: TestClient, jobs: JobStore) -> None:
     headers = {"X-API-Key": KEY, "Idempotency-Key": "abc-123"}
     first = guarded.post("/jobs", json={"epochs": 3}, headers=headers)
     again = guarded.post("/jobs", json={"epochs": 3}, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["location"] == f"/jobs/{first.json()['id']}"
-    assert registry.list_jobs(0, 10)[1] == 1
+    assert jobs.list_jobs(0, 10)[1] == 1
     other = guarded.post("/jobs", json={"epochs": 4}, headers=headers)
     assert other.status_code == 409
-    assert registry.list_jobs(0, 10)[1] == 1
+    assert jobs.list_jobs(0, 10)[1] == 1
 
 
 def test_cors_off_unless_configured(settings: Settings, client: TestClient) -> None:

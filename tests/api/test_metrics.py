@@ -1,14 +1,21 @@
 """The metrics collector over a real Redis, and route labels in-process."""
 
 import uuid
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import EPOCH_BUCKETS, JobsCollector
-from shared.registry import Registry
+from shared.jobstore import JobStore
+from shared.keys import Keys
+from shared.queue import QUEUE
+from shared.redis_conn import connect
+from shared.registry import ModelRegistry
 from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from shared.store import ModelStore
+from tests import models
 from tests.procs import free_port
 
 
@@ -20,29 +27,33 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _scrape(registry: Registry, collector: JobsCollector | None = None) -> dict:
+def _scrape(jobs: JobStore, collector: JobsCollector | None = None) -> dict:
     prometheus = CollectorRegistry()
-    prometheus.register(collector or JobsCollector(registry))
+    prometheus.register(collector or JobsCollector(jobs.redis, jobs.keys))
     return _samples(generate_latest(prometheus).decode())
 
 
-def _job(registry: Registry, epochs: int, seconds: list[float]) -> uuid.UUID:
+def _create(jobs: JobStore, job: Job) -> None:
+    assert jobs.create(job, max_queued=100).created
+
+
+def _job(jobs: JobStore, epochs: int, seconds: list[float]) -> uuid.UUID:
     job = Job(id=uuid.uuid4(), params=TrainParams(epochs=epochs), epochs=epochs)
-    registry.create_job(job)
-    registry.update_job(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
+    _create(jobs, job)
+    jobs.update(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
     for epoch, s in enumerate(seconds, 1):
-        registry.record_epoch(job.id, EpochRecord(epoch=epoch, cost=1.0, seconds=s, eta=0.1))
+        jobs.record_epoch(job.id, EpochRecord(epoch=epoch, cost=1.0, seconds=s, eta=0.1))
     return job.id
 
 
-def test_jobs_epochs_and_epoch_seconds_from_redis(registry: Registry) -> None:
-    collector = JobsCollector(registry)
-    done = _job(registry, 3, [0.004, 0.02, 0.3])
-    registry.finish_job(done, JobStatus.succeeded)
-    running = _job(registry, 10, [0.02, 0.02])
-    registry.create_job(Job(id=uuid.uuid4(), params=TrainParams(), epochs=1000))
+def test_jobs_epochs_and_epoch_seconds_from_redis(jobs: JobStore, keys: Keys) -> None:
+    collector = JobsCollector(jobs.redis, keys)
+    done = _job(jobs, 3, [0.004, 0.02, 0.3])
+    jobs.finish(done, JobStatus.succeeded)
+    running = _job(jobs, 10, [0.02, 0.02])
+    _create(jobs, Job(id=uuid.uuid4(), params=TrainParams(), epochs=1000))
 
-    samples = _scrape(registry, collector)
+    samples = _scrape(jobs, collector)
     assert samples[("mnist_redis_up", ())] == 1
     status = {s.value: samples[("mnist_jobs", (("status", s.value),))] for s in JobStatus}
     assert status == {"queued": 1, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
@@ -58,32 +69,32 @@ def test_jobs_epochs_and_epoch_seconds_from_redis(registry: Registry) -> None:
     )
 
     # the running job trains on, then a resumed run rewinds its history to epoch 1
-    registry.record_epoch(running, EpochRecord(epoch=3, cost=1.0, seconds=0.02, eta=0.1))
-    assert _scrape(registry, collector)[("mnist_training_epochs_total", ())] == 6
-    registry.reset_progress(running, 1)
-    registry.record_epoch(running, EpochRecord(epoch=2, cost=1.0, seconds=1.5, eta=0.1))
-    samples = _scrape(registry, collector)
+    jobs.record_epoch(running, EpochRecord(epoch=3, cost=1.0, seconds=0.02, eta=0.1))
+    assert _scrape(jobs, collector)[("mnist_training_epochs_total", ())] == 6
+    jobs.reset_progress(running, 1)
+    jobs.record_epoch(running, EpochRecord(epoch=2, cost=1.0, seconds=1.5, eta=0.1))
+    samples = _scrape(jobs, collector)
     assert samples[("mnist_training_epochs_total", ())] == 5
     assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "1.0"),))] == 4
     assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "2.5"),))] == 5
 
     # jobs that leave Redis leave the numbers; a fresh collector agrees with the cached one
-    registry.redis.delete(f"{registry.prefix}job:{done}")
-    registry.redis.zrem(f"{registry.prefix}jobs", str(done))
-    cached, fresh = _scrape(registry, collector), _scrape(registry)
+    jobs.redis.delete(keys.job(done), keys.job_history(done))
+    jobs.redis.zrem(keys.jobs(), str(done))
+    cached, fresh = _scrape(jobs, collector), _scrape(jobs)
     assert cached[("mnist_training_epochs_total", ())] == 2
     assert cached == fresh
 
 
-def test_queue_depth_counts_every_priority_list(registry: Registry) -> None:
-    base = f"{registry.prefix}celery:training"
-    registry.redis.rpush(base, "a", "b")
-    registry.redis.rpush(f"{base}\x06\x163", "c")
-    assert _scrape(registry)[("mnist_queue_depth", ())] == 3
+def test_queue_depth_counts_every_priority_list(jobs: JobStore, keys: Keys) -> None:
+    base = keys.celery_queue(QUEUE)
+    jobs.redis.rpush(base, "a", "b")
+    jobs.redis.rpush(f"{base}\x06\x163", "c")  # kombu's name of the priority-3 list
+    assert _scrape(jobs)[("mnist_queue_depth", ())] == 3
 
 
-def test_redis_down_is_a_metric_not_an_error() -> None:
-    gone = Registry.from_url(f"redis://127.0.0.1:{free_port()}/0")
+def test_redis_down_is_a_metric_not_an_error(keys: Keys) -> None:
+    gone = JobStore(connect(f"redis://127.0.0.1:{free_port()}/0", retries=0), keys)
     samples = _scrape(gone)
     assert samples == {("mnist_redis_up", ()): 0}
 
@@ -107,3 +118,26 @@ def test_requests_are_labelled_by_route_template(client: TestClient) -> None:
     assert not any(str(job_id) in str(labels) or "passwd" in str(labels) for _, labels in samples)
     assert ("process_resident_memory_bytes", ()) in samples
     assert samples[("mnist_predictions_total", (("endpoint", "/predict"),))] == 0
+
+
+def test_aliases_as_an_info_metric_and_changes_by_source(
+    jobs: JobStore, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    a, b = models.register(store, registry), models.register(store, registry)
+    registry.set_alias("production", a)
+    registry.set_alias("production", b)
+    registry.rollback("production")
+    registry.set_alias("canary", b)
+    samples = _scrape(jobs)
+    info = {labels for (name, labels) in samples if name == "mnist_alias_info"}
+    assert info == {
+        (("alias", "canary"), ("model_id", str(b))),
+        (("alias", "production"), ("model_id", str(a))),
+    }
+    assert samples[("mnist_alias_changes_total", (("alias", "production"), ("source", "api")))] == 2
+    assert (
+        samples[("mnist_alias_changes_total", (("alias", "production"), ("source", "rollback")))]
+        == 1
+    )
+    assert samples[("mnist_alias_changes_total", (("alias", "canary"), ("source", "api")))] == 1

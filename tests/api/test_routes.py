@@ -1,22 +1,25 @@
 """Every route's contract and error paths, in-process over real Redis."""
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
+from api.main import create_app
+from shared.config import Settings
+from shared.jobstore import JobStore
+from shared.keys import Keys
 from shared.mnist import Mnist
-from shared.registry import ModelIndex, Registry, model_info
-from shared.schemas import JobStatus
+from shared.model_index import ModelIndex
+from shared.registry import ModelRegistry, model_info
+from shared.schemas import JobStatus, utcnow
 from shared.store import ModelStore
 from tests.api.conftest import images
 from tests.procs import wait_until
 
 
-def test_submit_answers_202_with_location_and_a_queued_record(
-    client: TestClient, registry: Registry
-) -> None:
+def test_submit_answers_202_with_location_and_a_queued_record(client: TestClient) -> None:
     response = client.post("/jobs", json={"epochs": 20})
     assert response.status_code == 202
     body = response.json()
@@ -47,12 +50,12 @@ def test_every_parameter_is_optional(client: TestClient, kwargs: dict) -> None:
     ],
 )
 def test_bad_parameters_get_422_naming_the_field(
-    client: TestClient, registry: Registry, body: dict, field: str
+    client: TestClient, jobs: JobStore, body: dict, field: str
 ) -> None:
     response = client.post("/jobs", json=body)
     assert response.status_code == 422
     assert field in [part for error in response.json()["detail"] for part in error["loc"]]
-    assert registry.list_jobs(0, 10)[1] == 0  # nothing was queued
+    assert jobs.list_jobs(0, 10)[1] == 0  # nothing was queued
 
 
 def test_unknown_and_malformed_ids(client: TestClient) -> None:
@@ -99,6 +102,7 @@ def test_predict_one_batch_and_nested(
     batch = images(mnist_data, 200)
     one = client.post("/predict", json={"pixels": batch[0]}).json()
     assert one["model_id"] == str(trained) and len(one["probabilities"]) == 10
+    assert one["alias"] is None  # served as the newest model, not through an alias
     assert one["label"] == int(mnist_data.test_labels[0])
     assert sum(one["probabilities"]) == pytest.approx(1.0)
     nested = [batch[0][r * 28 : (r + 1) * 28] for r in range(28)]
@@ -106,7 +110,7 @@ def test_predict_one_batch_and_nested(
     many = client.post("/predict", json={"images": batch, "model_id": str(trained)}).json()
     correct = sum(p == t for p, t in zip(many["labels"], mnist_data.test_labels[:200], strict=True))
     assert correct / 200 > 0.85
-    assert len(many["probabilities"]) == 200
+    assert len(many["probabilities"]) == 200 and many["alias"] is None
 
 
 @pytest.mark.parametrize(
@@ -145,18 +149,22 @@ def test_predict_with_unknown_model_id(client: TestClient, trained: uuid.UUID) -
 
 
 def test_a_model_in_memory_serves_without_its_registry_entry(
-    client: TestClient, trained: uuid.UUID, registry: Registry
+    client: TestClient, trained: uuid.UUID, raw_redis: redis.Redis, keys: Keys
 ) -> None:
     """Models never change once registered, so a loaded one needs no Redis read by id."""
     body = {"pixels": [0] * 784, "model_id": str(trained)}
     first = client.post("/predict", json=body).json()
-    registry.redis.delete(registry._key("model", trained))  # as if Redis lost it
+    raw_redis.delete(keys.model(trained))  # as if Redis lost it
     again = client.post("/predict", json=body)
     assert again.status_code == 200 and again.json() == first
 
 
 def test_a_new_model_serves_as_soon_as_it_is_registered(
-    client: TestClient, trained: uuid.UUID, settings, registry: Registry, monkeypatch
+    client: TestClient,
+    trained: uuid.UUID,
+    settings: Settings,
+    registry: ModelRegistry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The API keeps the newest id from the registry's announcements: no periodic
     re-read may hide a missing one, so it is pushed far out here."""
@@ -166,7 +174,7 @@ def test_a_new_model_serves_as_soon_as_it_is_registered(
     wait_until(lambda: client.app.state.model_index._current, 10, "API subscribed")
     for _ in range(10):
         new_id = uuid.uuid4()
-        meta = {**model.meta, "created_at": datetime.now(UTC).isoformat()}
+        meta = model.meta.model_copy(update={"created_at": utcnow()})
         store.save(new_id, model.weights, meta)
         registry.put_model(model_info(store.load(new_id)))  # as the worker does
         # the client learns of it from the API (the job's status, here the model itself)
@@ -175,31 +183,49 @@ def test_a_new_model_serves_as_soon_as_it_is_registered(
 
 
 def test_the_newest_model_costs_no_redis_read_per_request(
-    client: TestClient, trained: uuid.UUID, raw_redis
+    settings: Settings,
+    trained: uuid.UUID,
+    raw_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wait_until(lambda: client.app.state.model_index._current, 10, "API subscribed")
+    """While subscribed, the index answers from its snapshot: what it reads to build one
+    (the ids, the aliases, the models' entries) is never read per request. The periodic
+    re-read is pushed far out, so any read counted here would be a request's."""
+    monkeypatch.setattr(ModelIndex, "REFRESH_SECONDS", 600.0)
+    reads = ("zrevrange", "hgetall", "get", "mget")
 
-    def zrevrange_calls() -> int:
-        return int(raw_redis.info("commandstats").get("cmdstat_zrevrange", {}).get("calls", 0))
+    def read_calls() -> dict[str, int]:
+        stats = raw_redis.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in reads}
 
-    before = zrevrange_calls()
-    assert before > 0  # the read at subscription: the counter is the right one
-    for _ in range(20):
-        assert client.post("/predict", json={"pixels": [0] * 784}).status_code == 200
-    assert zrevrange_calls() - before <= 2  # at most the once-a-second re-reads
+    with TestClient(create_app(settings)) as client:
+        index = client.app.state.model_index
+        wait_until(lambda: index._current and trained in index._snapshot.ids, 10, "snapshot")
+        first = client.post("/predict", json={"pixels": [0] * 784})  # loads the model once
+        assert first.status_code == 200 and first.json()["model_id"] == str(trained)
+        before = read_calls()
+        assert before["zrevrange"] > 0  # the snapshot's read: the counter is the right one
+        for _ in range(20):
+            assert client.post("/predict", json={"pixels": [0] * 784}).status_code == 200
+        assert read_calls() == before
 
 
 def test_models_listed_and_described(client: TestClient, trained: uuid.UUID) -> None:
+    """The list has summaries: the card without its confusion matrix and errors."""
     page = client.get("/models").json()
     assert page["total"] == 1
     model = client.get(f"/models/{trained}").json()
-    assert model == page["items"][0]
+    assert "confusion" in model and "errors" in model
+    (summary,) = page["items"]
+    assert "confusion" not in summary and "errors" not in summary
+    assert {k: model[k] for k in summary} == summary  # the card's own values
+    assert summary["aliases"] == []
     assert len(model["sha256"]) == 64 and model["size_bytes"] > 0
     assert model["params"]["n_hidden"] == 50 and model["job_id"] == str(trained)
 
 
 def test_corrupted_model_is_refused_others_keep_serving(
-    client: TestClient, trained: uuid.UUID, settings, registry: Registry
+    client: TestClient, trained: uuid.UUID, settings: Settings
 ) -> None:
     path = settings.model_dir / f"{trained}.npz"
     data = bytearray(path.read_bytes())
@@ -208,13 +234,25 @@ def test_corrupted_model_is_refused_others_keep_serving(
     response = client.post("/predict", json={"pixels": [0] * 784})
     assert response.status_code == 503
     assert "integrity check failed" in response.json()["detail"]
+    # marked broken: the default passes it over, and says there is no intact model
+    # (not "no trained model yet")
+    again = client.post("/predict", json={"pixels": [0] * 784})
+    assert again.status_code == 503
+    assert again.json()["detail"].startswith("no intact model to serve by default")
+    explicit = client.post("/predict", json={"pixels": [0] * 784, "model_id": str(trained)})
+    assert explicit.status_code == 503
+    assert explicit.json()["detail"] == f"model {trained}: integrity check failed"
     ready = client.get("/readyz").json()
     assert "integrity check failed" in ready["refused_models"][str(trained)]
+    assert ready["status"] == "degraded"
+    assert ready["serving"] == {"model_id": None, "alias": None, "fallback": True}
 
 
 def test_health(client: TestClient) -> None:
     assert client.get("/livez").json()["status"] == "ok"
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert ready.json()["serving"] == {"model_id": None, "alias": None, "fallback": False}
 
 
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
@@ -238,9 +276,9 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     assert schemas["TrainParams"]["properties"]["epochs"]["maximum"] == 5000
 
 
-def test_job_status_values(registry: Registry, client: TestClient) -> None:
+def test_job_status_values(jobs: JobStore, client: TestClient) -> None:
     job_id = uuid.UUID(client.post("/jobs", json={"epochs": 1}).json()["id"])
-    registry.finish_job(job_id, JobStatus.failed, error="boom")
+    jobs.finish(job_id, JobStatus.failed, error="boom")
     job = client.get(f"/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"] == "boom"
 

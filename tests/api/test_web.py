@@ -15,3 +15,26 @@ def test_page_and_static_files(client: TestClient) -> None:
     assert "/" not in client.get("/openapi.json").json()["paths"]
     metrics = client.get("/metrics").text
     assert 'route="/static/{path}"' in metrics and 'route="/"' in metrics
+
+
+def test_favicon_and_presets(client: TestClient) -> None:
+    """/favicon.ico is a real icon (no 404 in every visit's log); /presets.json holds every
+    parameter of each preset, exactly what POST /jobs?preset= starts from."""
+    import io
+
+    from PIL import Image
+
+    from shared.schemas import PRESETS, Preset, TrainParams
+
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(icon.content)).format == "ICO"
+    svg = client.get("/static/favicon.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+
+    presets = client.get("/presets.json").json()
+    assert set(presets) == {p.value for p in Preset}
+    assert presets["book"] == TrainParams().model_dump(mode="json")
+    assert presets["fast"]["epochs"] == PRESETS[Preset.fast]["epochs"] == 30
+    assert set(presets["fast"]) == set(TrainParams.model_fields)
+    assert "/presets.json" not in client.get("/openapi.json").json()["paths"]

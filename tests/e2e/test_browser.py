@@ -6,6 +6,7 @@ screenshot is also written to ``docs/screenshot.png`` for the README.
 """
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,15 +188,42 @@ def test_upload_a_png(
     assert "415" in page.locator("#predict-status").inner_text()
 
 
+CAPTION = re.compile(r"^job ([0-9a-f]{8}): (\w+), epoch (\d+)/(\d+)$")
+
+
+def progress_seen(page: "sync_api.Page") -> dict:
+    """One snapshot of what the page shows of the followed job: the curve's caption, the
+    points drawn, and its row in the jobs table."""
+    seen: dict = page.evaluate(
+        """() => {
+            const row = document.querySelector('#jobs tbody tr.selected');
+            return {
+                caption: document.querySelector('#curve-job').textContent,
+                points: Number(document.querySelector('#curve').dataset.points),
+                row: row ? row.cells[2].textContent : null,
+                rowStatus: row ? row.cells[1].textContent : null,
+            };
+        }"""
+    )
+    return seen
+
+
 def test_train_from_the_form_and_watch_the_curve(
     page: "sync_api.Page", stack: Stack, good_model: str
 ) -> None:
     page.goto(stack.url + "/")
     epochs = page.locator('#params input[name="epochs"]')
-    # defaults and limits come from /openapi.json's TrainParams schema
+    # the page starts from the fast preset; the book's run is one click away
+    assert page.locator('#presets input[value="fast"]').is_checked()
+    assert epochs.input_value() == "30"
+    assert page.locator('#params select[name="lr_schedule"]').input_value() == "inverse"
+    assert page.locator('#params select[name="input_scaling"]').input_value() == "unit"
+    page.check('#presets input[value="book"]')
     assert epochs.input_value() == "1000"
-    assert epochs.get_attribute("min") == "1" and epochs.get_attribute("max") == "5000"
     assert page.locator('#params select[name="lr_schedule"]').input_value() == "compound"
+    assert page.locator('#params input[name="n_hidden"]').input_value() == "50"
+    # limits come from /openapi.json's TrainParams schema
+    assert epochs.get_attribute("min") == "1" and epochs.get_attribute("max") == "5000"
     assert page.locator('#params input[name="shuffle"]').is_checked()
     assert (
         "range 1 to 1024" in page.locator('#params label:has(input[name="n_hidden"])').inner_text()
@@ -206,7 +234,17 @@ def test_train_from_the_form_and_watch_the_curve(
     page.fill('#params input[name="train_size"]', "10000")
     page.click("#train-button")
     page.wait_for_selector('#jobs tbody tr[data-status="running"]')
-    page.wait_for_function("Number(document.querySelector('#curve').dataset.points) >= 2")
+    # while it runs, the caption, the curve and the table tell the same epoch
+    for at_least in (2, 4, 6):
+        page.wait_for_function(
+            f"Number(document.querySelector('#curve').dataset.points) >= {at_least}"
+        )
+        seen = progress_seen(page)
+        caption = CAPTION.match(seen["caption"])
+        assert caption, seen
+        assert caption[2] == "running" and caption[4] == "2000", seen
+        assert int(caption[3]) == seen["points"] >= at_least, seen
+        assert seen["row"] == f"{seen['points']}/2000" and seen["rowStatus"] == "running", seen
     page.click('#jobs tbody tr[data-status="running"] button.cancel')
     page.wait_for_selector("#curve-job:has-text('cancelled')")
 
@@ -218,14 +256,20 @@ def test_train_from_the_form_and_watch_the_curve(
     page.fill('#params input[name="validation_fraction"]', "0.1")
     page.select_option('#params select[name="input_scaling"]', "unit")
     page.click("#train-button")
-    page.wait_for_selector("#train-status:has-text('queued')")
     page.wait_for_selector("#curve-job:has-text('succeeded')")
     assert page.locator("#curve").get_attribute("data-points") == "8"
     job_id = page.locator("#jobs tbody tr.selected").get_attribute("data-id")
     assert job_id is not None
     job = stack.job(job_id)
     assert job["status"] == "succeeded" and job["params"]["validation_fraction"] == 0.1
+    assert job["params"]["n_hidden"] == 50  # the book preset's, still chosen
     assert all(row["val_accuracy"] is not None for row in job["history"])
+    # beside "Start training": the job's end, not the "queued" of its submission
+    page.wait_for_selector("#train-status:has-text('succeeded')")
+    status = page.locator("#train-status").inner_text()
+    assert status.startswith(f"job {job_id[:8]} succeeded, epoch 8/8: test accuracy ")
+    assert "queued" not in status
+    assert CAPTION.match(page.locator("#curve-job").inner_text())[3] == "8"  # type: ignore[index]
     page.wait_for_selector(f'#models tbody tr[data-id="{job_id}"]')
 
     # the picture for the README: a drawn digit, bars, curve, jobs, models
@@ -271,10 +315,133 @@ def test_the_page_asks_for_the_api_key(browser: "sync_api.Browser", stack: Stack
         dialog.wait_for(state="visible")
         page.fill("#key-input", "page-key")
         page.click("#key-ok")
-        page.wait_for_selector("#train-status:has-text('queued')")
+        page.wait_for_selector("#jobs tbody tr.selected")
         job_id = page.locator("#jobs tbody tr.selected").get_attribute("data-id")
         assert job_id and stack.job(job_id)["params"]["train_size"] == 1000
         page.screenshot(path=ARTIFACTS / "browser-api-key.png", full_page=True)
     finally:
         context.close()
         stop(api)
+
+
+BARS_SEEN = """() => [...document.querySelectorAll('#bars li')].map((li) => ({
+    fill: li.querySelector('.fill').getBoundingClientRect().width,
+    track: li.querySelector('.bar').getBoundingClientRect().width,
+    text: li.querySelector('.p').textContent,
+}))"""
+
+
+def test_probability_bars_are_drawn_as_wide_as_their_probability(
+    page: "sync_api.Page", stack: Stack, good_model: str
+) -> None:
+    page.goto(stack.url + "/")
+    page.wait_for_selector(f'#model-picker option[value="{good_model}"]', state="attached")
+    page.select_option("#model-picker", good_model)
+    with page.expect_response(lambda r: r.url.endswith("/predict/image")) as answer:
+        draw_seven(page)
+    probabilities = answer.value.json()["probabilities"]
+    page.wait_for_selector('#label[data-for]:not([data-for=""])')
+    bars = page.evaluate(BARS_SEEN)
+    assert len(bars) == 10
+    for digit, (bar, p) in enumerate(zip(bars, probabilities, strict=True)):
+        assert bar["track"] > 100, bar  # a visible track
+        # the coloured part covers the share of the track the probability says (±1 px)
+        assert abs(bar["fill"] - p * bar["track"]) <= 1.0, (digit, bar, p)
+        assert abs(float(bar["text"].rstrip("%")) - 100 * p) <= 0.051, (digit, bar, p)
+    top = max(range(10), key=lambda d: probabilities[d])
+    assert bars[top]["fill"] > 0.5 * bars[top]["track"]  # a confident 7 fills most of its bar
+    assert page.locator("#label").inner_text() == str(top)
+    # together the ten bars fill one track: the probabilities sum to 1
+    assert abs(sum(b["fill"] for b in bars) - bars[0]["track"]) <= 3
+
+    page.click("#clear")
+    assert all(b["fill"] == 0 and b["text"] == "\u2013" for b in page.evaluate(BARS_SEEN))
+
+
+def test_the_empty_pad_says_draw_a_digit_here(
+    page: "sync_api.Page", stack: Stack, good_model: str
+) -> None:
+    page.goto(stack.url + "/")
+    hint = page.locator("#pad-hint")
+    pad = page.locator("#pad").bounding_box()
+    assert pad is not None
+    assert hint.is_visible() and hint.inner_text() == "draw a digit here"
+    text = page.evaluate(
+        """() => {
+            const range = document.createRange();
+            range.selectNodeContents(document.querySelector('#pad-hint'));
+            const r = range.getBoundingClientRect();
+            return {x: r.x, y: r.y, width: r.width, height: r.height};
+        }"""
+    )
+    # the words themselves lie inside the pad, around its middle
+    assert text["width"] > 40 and text["height"] > 8
+    assert pad["x"] < text["x"] and text["x"] + text["width"] < pad["x"] + pad["width"]
+    middle = text["y"] + text["height"] / 2
+    assert abs(middle - (pad["y"] + pad["height"] / 2)) < pad["height"] / 8
+    draw_seven(page)
+    assert hint.is_hidden()
+    page.wait_for_selector('#label[data-for]:not([data-for=""])')
+    page.click("#clear")
+    assert hint.is_visible()
+    # the words lie over the pad, not in it: the picture sent for a stroke holds no text
+    blank = page.evaluate(
+        """() => document.querySelector('#pad').getContext('2d')
+            .getImageData(0, 0, 280, 280).data.every((v) => v === 255)"""
+    )
+    assert blank is True
+
+
+def test_every_training_field_says_what_it_means(page: "sync_api.Page", stack: Stack) -> None:
+    schema = stack.http.get("/openapi.json").json()["components"]["schemas"]["TrainParams"]
+    page.goto(stack.url + "/")
+    page.wait_for_selector('#params input[name="epochs"]')
+    names = page.eval_on_selector_all(
+        "#params input, #params select", "(els) => els.map((e) => e.name)"
+    )
+    assert names == list(schema["properties"])
+    for name, field in schema["properties"].items():
+        description = field["description"]
+        assert description and len(description) < 110, name  # one line
+        meaning = page.locator(f'#params label:has([name="{name}"]) .meaning')
+        assert meaning.inner_text() == description, name
+        box = meaning.bounding_box()
+        assert meaning.is_visible() and box is not None and box["height"] > 5, name
+    schedule = page.locator('#params label:has([name="lr_schedule"])').inner_text()
+    assert "compound" in schedule and "inverse" in schedule
+
+
+def test_a_job_from_the_fast_preset(page: "sync_api.Page", stack: Stack) -> None:
+    page.goto(stack.url + "/")
+    page.wait_for_selector('#params input[name="epochs"]')
+    page.fill('#params input[name="epochs"]', "2")
+    page.fill('#params input[name="train_size"]', "6000")
+    with page.expect_response(lambda r: "/jobs?" in r.url and r.request.method == "POST") as sent:
+        page.click("#train-button")
+    assert sent.value.status == 202 and sent.value.url.endswith("/jobs?preset=fast")
+    job_id = sent.value.json()["id"]
+    page.wait_for_selector("#train-status:has-text('succeeded')", timeout=120_000)
+    params = stack.job(job_id)["params"]
+    fast = stack.http.get("/presets.json").json()["fast"]
+    assert params == {**fast, "epochs": 2, "train_size": 6000}
+
+
+def test_favicon(page: "sync_api.Page", stack: Stack) -> None:
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else 0)
+    page.goto(stack.url + "/")
+    page.wait_for_selector('#params input[name="epochs"]')
+    # the icon the page links, and /favicon.ico that browsers ask for anyway, both draw
+    for href in ("/static/favicon.svg", "/favicon.ico"):
+        size = page.evaluate(
+            """(href) => new Promise((done) => {
+                const image = new Image();
+                image.onload = () => done([image.naturalWidth, image.naturalHeight]);
+                image.onerror = () => done(null);
+                image.src = href;
+            })""",
+            href,
+        )
+        assert size and size[0] >= 16 and size[1] >= 16, (href, size)
+    assert page.locator('link[rel="icon"]').get_attribute("href") == "/static/favicon.svg"
+    assert not failed

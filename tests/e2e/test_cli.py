@@ -97,6 +97,30 @@ def test_train_wait_shows_a_live_progress_bar_to_the_end(stack: Stack) -> None:
     assert f"test accuracy {100 * job['test_accuracy']:.2f}%" in screen
 
 
+def test_train_from_a_preset(stack: Stack) -> None:
+    """``--preset`` is ``POST /jobs?preset=``: the preset's values, options on top."""
+    presets = stack.http.get("/presets.json").json()
+    jobs_before = stack.http.get("/jobs").json()["total"]
+    fast = mnist(stack, "train", "--preset", "fast", "--epochs", "2", "--train-size", "6000")
+    assert fast.returncode == 0, fast.stderr
+    found = re.search(r"job ([0-9a-f-]{36}) queued", fast.stdout)
+    assert found, fast.stdout
+    job = stack.wait(found.group(1))
+    assert job["status"] == "succeeded", job
+    assert job["params"] == {**presets["fast"], "epochs": 2, "train_size": 6000}
+
+    book = mnist(stack, "train", "--preset", "book", *TINY, "--json")
+    assert book.returncode == 0, book.stderr
+    job = stack.wait(json.loads(book.stdout)["id"])
+    tiny = {"epochs": 3, "train_size": 2000, "minibatches": 20, "eta": 0.01}
+    assert job["params"] == {**presets["book"], **tiny}
+
+    unknown = mnist(stack, "train", "--preset", "quick", COLUMNS="200")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "'quick' is not one of 'book', 'fast'" in ANSI.sub("", unknown.stderr), unknown.stderr
+    assert stack.http.get("/jobs").json()["total"] == jobs_before + 2  # no job for it
+
+
 def test_jobs_status_models_and_predict(stack: Stack, mnist_data: Mnist, tmp_path: Path) -> None:
     result = mnist(stack, "train", *TINY, "--input-scaling", "unit", "--json")
     assert result.returncode == 0, result.stderr

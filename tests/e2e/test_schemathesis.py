@@ -4,15 +4,12 @@ no 5xx anywhere, invalid data rejected, responses as documented."""
 import shutil
 import subprocess
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from shared import mlp
-from shared.schemas import TrainParams
 from shared.store import ModelStore
+from tests import models
 from tests.procs import BIN, free_port, redis_server, service_env, start_api, stop
 
 pytestmark = pytest.mark.e2e
@@ -31,16 +28,7 @@ CHECKS = ",".join(
 def plant_model(model_dir: Path) -> None:
     """A stored model, registered by the API at start-up, so /predict can answer 200."""
     model_id = uuid.uuid4()
-    weights = mlp.init_weights(784, 8, 10, np.random.default_rng(0), np.float32)
-    meta = {
-        "created_at": datetime.now(UTC).isoformat(),
-        "job_id": str(model_id),
-        "params": TrainParams().model_dump(mode="json"),
-        "train_accuracy": None,
-        "test_accuracy": None,
-        "input_scale": 1.0,
-    }
-    ModelStore(model_dir).save(model_id, weights, meta)
+    ModelStore(model_dir).save(model_id, models.weights(), models.meta(model_id))
 
 
 def test_openapi_sweep(tmp_path: Path) -> None:

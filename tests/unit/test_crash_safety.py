@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.files import write_atomic
-from shared.registry import Registry
+from shared.registry import ModelRegistry
 from shared.store import ModelStore
 from tests.procs import REPO
 
@@ -21,6 +21,7 @@ import os, sys, time, uuid
 from pathlib import Path
 import numpy as np
 from shared import mlp
+from shared.schemas import ModelMeta, TrainParams, utcnow
 from shared.store import ModelStore
 
 def hang(*args):  # stand in for the instant before os.replace: the process dies here
@@ -28,12 +29,21 @@ def hang(*args):  # stand in for the instant before os.replace: the process dies
     time.sleep(60)
 
 os.replace = hang
+model_id = uuid.UUID(sys.argv[2])
 weights = mlp.init_weights(784, 4, 10, np.random.default_rng(0), np.float32)
-ModelStore(Path(sys.argv[1])).save(uuid.UUID(sys.argv[2]), weights, {"input_scale": 1.0})
+meta = ModelMeta(
+    created_at=utcnow(),
+    job_id=model_id,
+    params=TrainParams(n_hidden=4),
+    train_accuracy=None,
+    test_accuracy=None,
+    input_scale=1.0,
+)
+ModelStore(Path(sys.argv[1])).save(model_id, weights, meta)
 """
 
 
-def test_killed_writer_leaves_no_model(tmp_path: Path, registry: Registry) -> None:
+def test_killed_writer_leaves_no_model(tmp_path: Path, registry: ModelRegistry) -> None:
     model_id = uuid.uuid4()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), str(model_id)],
@@ -50,7 +60,7 @@ def test_killed_writer_leaves_no_model(tmp_path: Path, registry: Registry) -> No
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0
     assert not store.path(model_id).exists()
     assert store.model_ids() == []
-    assert registry.rebuild_models(store) == 0 and registry.get_model(model_id) is None
+    assert registry.rebuild(store) == (0, 0) and registry.get_model(model_id) is None
 
     old = time.time() - 7200
     os.utime(leftovers[0], (old, old))

@@ -1,14 +1,18 @@
 """api/imaging.py: uploads become MNIST-style 28x28 digits, as MNIST itself was made."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from api import imaging
+from bench import hostile
 from shared.mnist import Mnist
 from tests.digits import dark_on_light_png
+from tests.procs import REPO
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:
@@ -110,3 +114,70 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
     with pytest.raises(imaging.ImageTooLarge, match="8000x4000"):
         imaging.image_to_mnist(buffer.getvalue())
     assert imaging.ImageTooLarge.status == 413 and imaging.UnreadableImage.status == 415
+
+
+def test_long_sides_and_bombs_are_413_from_the_header() -> None:
+    """Issue 10: a 16 KB PNG of 1 x 16,777,216 pixels (within the pixel count) cost
+    +256 MB to decode; a 30000x30000 one trips Pillow's bomb check, which was a 415."""
+    for data, message in (
+        (hostile.one_row_grey(), "pixels a side"),
+        (hostile.one_row_rgba16(), "pixels a side"),
+        (hostile.png(8193, 100), "pixels a side"),
+        (hostile.bomb(), "decompression-bomb"),
+    ):
+        assert len(data) < imaging.MAX_IMAGE_BYTES
+        with pytest.raises(imaging.ImageTooLarge, match=message):
+            imaging.decode(data)
+
+
+def test_a_large_16_bit_rgba_picture_decodes_within_its_bound() -> None:
+    """4096x4096 16-bit RGBA is within the limits: it is decoded (blank: no digit), and
+    the decode's peak is measured in a fresh process (getrusage), where nothing else
+    muddles it: the picture (64 MB) and two 8-bit planes, not 200+ MB as before."""
+    code = (
+        "import resource, sys\n"
+        "from api import imaging\n"
+        "from bench import hostile\n"
+        "data = hostile.square_rgba16()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "grey = imaging.decode(data)\n"
+        "assert grey.shape == (1024, 1024) and grey.max() == 0, grey.shape\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    growth_mb = float(out.stdout.split()[-1])
+    assert growth_mb < 150, f"decoding 4096x4096 RGBA grew the process by {growth_mb:.0f} MB"
+
+
+def test_transparency_shrunk_premultiplied_equals_compositing_first() -> None:
+    """Large RGBA pictures are shrunk as grey·alpha and alpha planes: the same as
+    compositing at full size and shrinking then (up to 8-bit rounding)."""
+    side = 2 * imaging.WORK_SIDE  # shrunk by 2
+    alpha = np.zeros((side, side), np.uint8)
+    # odd bounds: the 2x2 blocks that are averaged mix ink with invisible pixels
+    alpha[601:1401, 901:1101] = 255  # a bar of opaque ink ...
+    alpha[601:1401, 1101:1110] = 128  # ... with a half-transparent edge
+    grey = np.full((side, side), 255, np.uint8)  # invisible white: must not bleed in
+    grey[alpha > 0] = 20  # dark ink
+    data = _png(np.stack([grey, grey, grey, alpha], axis=-1))
+    out = imaging.decode(data)
+    a = alpha / 255.0
+    composited = grey * a + 255.0 * (1 - a)  # dark ink: onto white
+    expected = composited.reshape(imaging.WORK_SIDE, 2, imaging.WORK_SIDE, 2).mean(axis=(1, 3))
+    assert out.shape == expected.shape and out.dtype == np.float32
+    assert np.abs(out - expected).max() <= 2.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_as_pillow_applies_it(orientation: int) -> None:
+    grey = np.zeros((60, 90), np.uint8)
+    grey[5:20, 10:70] = 200  # not symmetric under any flip or rotation
+    grey[20:55, 10:25] = 120
+    image = Image.fromarray(grey)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    np.testing.assert_array_equal(imaging.decode(buffer.getvalue()), expected)

@@ -5,20 +5,20 @@ from pathlib import Path
 import pytest
 
 from shared.mnist import Mnist
-from shared.registry import Registry, model_info
+from shared.registry import model_info
 from shared.schemas import JobStatus
 from shared.store import ModelStore
 from tests.unit.test_jobs import settings_for, submit
-from worker.jobs import run_job
+from worker.jobs import Stores, run_job
 
 
 def test_model_info_has_confusion_matrix_and_errors(
-    registry: Registry, redis_url: str, tmp_path: Path, mnist_data: Mnist
+    stores: Stores, redis_url: str, tmp_path: Path, mnist_data: Mnist
 ) -> None:
     settings = settings_for(redis_url, tmp_path)
-    job_id = submit(registry)
-    assert run_job(job_id, settings, registry) is JobStatus.succeeded
-    info = registry.get_model(job_id)
+    job_id = submit(stores.jobs)
+    assert run_job(job_id, settings, stores) is JobStatus.succeeded
+    info = stores.registry.get_model(job_id)
     assert info is not None and info.confusion is not None and info.test_accuracy is not None
     confusion = info.confusion
     assert len(confusion) == 10 and all(len(row) == 10 for row in confusion)

@@ -21,7 +21,7 @@ from shared.onnx_export import (
     PRODUCER_NAME,
     to_onnx,
 )
-from shared.schemas import InputScaling, TrainParams
+from shared.schemas import InputScaling, ModelMeta, TrainParams, utcnow
 from shared.store import LoadedModel, ModelStore
 
 N_TEST = 1000
@@ -58,12 +58,16 @@ def stored(
     data = training.split(params, mnist_data)
     state = training.train(params, data)
     scale = params.input_scaling.factor
-    meta = {
-        "input_scale": scale,
-        "test_accuracy": training.accuracy(state.weights, data.test_x, data.test_y, scale),
-    }
-    store = ModelStore(tmp_path_factory.mktemp("models"))
     model_id = uuid.uuid4()
+    meta = ModelMeta(
+        created_at=utcnow(),
+        job_id=model_id,
+        params=params,
+        train_accuracy=None,
+        test_accuracy=training.accuracy(state.weights, data.test_x, data.test_y, scale),
+        input_scale=scale,
+    )
+    store = ModelStore(tmp_path_factory.mktemp("models"))
     store.save(model_id, state.weights, meta)
     loaded = store.load(model_id)
     # the float32 copy the API's ModelCache keeps
@@ -82,7 +86,7 @@ def export(model: LoadedModel) -> bytes:
         model.input_scale,
         model_id=model.id,
         sha256=model.sha256,
-        test_accuracy=model.meta["test_accuracy"],
+        test_accuracy=model.meta.test_accuracy,
     )
 
 
@@ -192,9 +196,9 @@ def test_metadata_identifies_the_model(stored: LoadedModel) -> None:
     assert props == {
         "model_id": str(stored.id),
         "sha256": stored.sha256,
-        "test_accuracy": repr(stored.meta["test_accuracy"]),
+        "test_accuracy": repr(stored.meta.test_accuracy),
     }
-    assert float(props["test_accuracy"]) == stored.meta["test_accuracy"]
+    assert float(props["test_accuracy"]) == stored.meta.test_accuracy
     assert uuid.UUID(props["model_id"]) == stored.id
 
 

@@ -7,58 +7,42 @@ import numpy as np
 
 from shared import training
 from shared.config import Settings
-from shared.registry import Registry
+from shared.jobstore import JobStore
 from shared.schemas import Job, JobStatus, TrainParams
 from shared.store import ModelStore
-from worker.jobs import recover_orphans
+from worker.jobs import Stores, recover_orphans
 
 
-def running_job(registry: Registry, attempts: int) -> uuid.UUID:
+def running_job(jobs: JobStore, attempts: int) -> uuid.UUID:
     job = Job(id=uuid.uuid4(), params=TrainParams(epochs=5), epochs=5)
-    registry.create_job(job)
-    registry.update_job(
+    assert jobs.create(job, max_queued=100).created
+    jobs.update(
         job.id, lambda j: j.model_copy(update={"status": JobStatus.running, "attempts": attempts})
     )
     return job.id
 
 
-def test_orphans_are_requeued_once_and_held_jobs_left_alone(
-    registry: Registry, tmp_path: Path
-) -> None:
-    settings = Settings(model_dir=tmp_path, max_attempts=3)
-    orphan, held = running_job(registry, 1), running_job(registry, 1)
-    registry.acquire_lease(held, "someone", 10)
+def test_orphans_are_requeued_once_and_held_jobs_left_alone(stores: Stores) -> None:
+    settings = Settings(model_dir=stores.files.root, max_attempts=3)
+    orphan, held = running_job(stores.jobs, 1), running_job(stores.jobs, 1)
+    assert stores.leases.acquire(held, "someone", 10)
     sent: list[uuid.UUID] = []
-    assert recover_orphans(registry, settings, sent.append) == [orphan]
-    assert recover_orphans(registry, settings, sent.append) == []  # already queued
+    assert recover_orphans(stores, settings, sent.append) == [orphan]
+    assert recover_orphans(stores, settings, sent.append) == []  # already queued
     assert sent == [orphan]
-    assert registry.get_job(orphan).status is JobStatus.queued  # type: ignore[union-attr]
-    assert registry.get_job(held).status is JobStatus.running  # type: ignore[union-attr]
+    assert stores.jobs.get(orphan).status is JobStatus.queued  # type: ignore[union-attr]
+    assert stores.jobs.get(held).status is JobStatus.running  # type: ignore[union-attr]
 
 
-def test_orphan_past_the_attempt_cap_fails_as_worker_lost(
-    registry: Registry, tmp_path: Path
-) -> None:
-    settings = Settings(model_dir=tmp_path, max_attempts=3)
-    job_id = running_job(registry, 3)
+def test_orphan_past_the_attempt_cap_fails_as_worker_lost(stores: Stores) -> None:
+    settings = Settings(model_dir=stores.files.root, max_attempts=3)
+    job_id = running_job(stores.jobs, 3)
     sent: list[uuid.UUID] = []
-    recover_orphans(registry, settings, sent.append)
-    job = registry.get_job(job_id)
+    recover_orphans(stores, settings, sent.append)
+    job = stores.jobs.get(job_id)
     assert sent == [] and job is not None
     assert job.status is JobStatus.failed and "worker lost" in (job.error or "")
-    assert registry.active_jobs() == []
-
-
-def test_lease_is_exclusive_and_only_its_holder_renews_or_releases(registry: Registry) -> None:
-    job_id = uuid.uuid4()
-    assert registry.acquire_lease(job_id, "a", 5)
-    assert not registry.acquire_lease(job_id, "b", 5)
-    assert not registry.renew_lease(job_id, "b", 5)
-    assert registry.renew_lease(job_id, "a", 5)
-    registry.release_lease(job_id, "b")
-    assert registry.lease_holder(job_id) == "a"
-    registry.release_lease(job_id, "a")
-    assert registry.lease_holder(job_id) is None
+    assert stores.jobs.active() == []
 
 
 def test_checkpoint_round_trip_resumes_identically(tmp_path: Path) -> None:

@@ -12,20 +12,35 @@ import numpy as np
 import pytest
 
 from shared import mlp
+from shared.schemas import ModelMeta, TrainParams, utcnow
 from shared.store import ModelFileError, ModelStore
+
+HIDDEN = 5
 
 
 def weights(seed: int = 0) -> mlp.Weights:
-    return mlp.init_weights(784, 5, 10, np.random.default_rng(seed), np.float32)
+    return mlp.init_weights(784, HIDDEN, 10, np.random.default_rng(seed), np.float32)
+
+
+def meta(input_scale: float = 1.0) -> ModelMeta:
+    return ModelMeta(
+        created_at=utcnow(),
+        job_id=uuid.uuid4(),
+        params=TrainParams(n_hidden=HIDDEN),
+        train_accuracy=0.5,
+        test_accuracy=None,
+        input_scale=input_scale,
+    )
 
 
 def test_save_then_load_round_trip(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
-    digest, size = store.save(model_id, weights(), {"input_scale": 1.0, "note": "x"})
+    saved = meta()
+    digest, size = store.save(model_id, weights(), saved)
     model = store.load(model_id, expected_sha256=digest)
     assert model.sha256 == digest and model.size_bytes == size
-    assert model.meta == {"input_scale": 1.0, "note": "x"}
+    assert model.meta == saved
     for a, b in zip(model.weights.arrays(), weights().arrays(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert store.model_ids() == [model_id]
@@ -45,7 +60,7 @@ def _rewrite_weight(path: Path) -> None:
 def test_changed_weight_fails_integrity_check(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
-    digest, _ = store.save(model_id, weights(), {"input_scale": 1.0})
+    digest, _ = store.save(model_id, weights(), meta())
     _rewrite_weight(store.path(model_id))
     with pytest.raises(ModelFileError, match="integrity check failed"):
         store.load(model_id, expected_sha256=digest)
@@ -56,7 +71,7 @@ def test_changed_weight_fails_integrity_check(tmp_path: Path) -> None:
 def test_flipped_byte_fails_integrity_check(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
-    digest, size = store.save(model_id, weights(), {"input_scale": 1.0})
+    digest, size = store.save(model_id, weights(), meta())
     path = store.path(model_id)
     data = bytearray(path.read_bytes())
     data[size // 2] ^= 0x01
@@ -70,12 +85,13 @@ def test_planted_pickle_is_refused(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
     buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array([{"evil": True}], dtype=object), w1=np.zeros(2))
+    arrays = dict(zip(("w1", "b1", "w2", "b2"), weights().arrays(), strict=True))
+    np.savez(buffer, meta=np.array([{"evil": True}], dtype=object), **arrays)
     payload = buffer.getvalue()
     store.path(model_id).write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
     (tmp_path / f"{model_id}.sha256").write_text(f"{digest}  {model_id}.npz\n")
-    with pytest.raises(ModelFileError, match="unreadable"):
+    with pytest.raises(ModelFileError, match=r"not a readable \.npz"):
         store.load(model_id, expected_sha256=digest)
 
 
@@ -83,7 +99,7 @@ def test_file_without_checksum_is_incomplete(tmp_path: Path) -> None:
     """A crash after the model's rename but before its checksum: not a model yet."""
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
-    store.save(model_id, weights(), {"input_scale": 1.0})
+    store.save(model_id, weights(), meta())
     (tmp_path / f"{model_id}.sha256").unlink()
     assert store.model_ids() == []
     with pytest.raises(ModelFileError, match="no checksum"):
@@ -116,7 +132,8 @@ def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
 def test_metadata_is_plain_json(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     model_id = uuid.uuid4()
-    store.save(model_id, weights(), {"input_scale": 0.5})
+    saved = meta(input_scale=0.5)
+    store.save(model_id, weights(), saved)
     with np.load(store.path(model_id), allow_pickle=False) as npz:
-        assert json.loads(str(npz["meta"])) == {"input_scale": 0.5}
+        assert json.loads(str(npz["meta"])) == saved.model_dump(mode="json")
         assert npz["w1"].dtype == np.float32
