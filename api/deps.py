@@ -17,6 +17,7 @@ from shared.jobstore import JobStore
 from shared.model_index import ModelIndex
 from shared.registry import ModelRegistry
 from shared.store import ModelStore
+from shared.sweeps import Sweeper
 
 
 async def get_settings(request: Request) -> Settings:
@@ -49,6 +50,10 @@ async def get_models(request: Request) -> ModelCache:
 
 async def get_queue(request: Request) -> Celery:
     return request.app.state.queue
+
+
+async def get_sweeps(request: Request) -> Sweeper:
+    return request.app.state.sweeps
 
 
 async def require_api_key(
@@ -101,6 +106,7 @@ StoreDep = Annotated[ModelStore, Depends(get_store)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]
 ModelIndexDep = Annotated[ModelIndex, Depends(get_model_index)]
 QueueDep = Annotated[Celery, Depends(get_queue)]
+SweepsDep = Annotated[Sweeper, Depends(get_sweeps)]
 
 
 @dataclass(frozen=True)

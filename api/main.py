@@ -10,7 +10,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
 from api.limits import BodySizeLimit
-from api.routes import aliases, dataset, events, feedback, health, images, jobs, models, predict
+from api.routes import (
+    aliases,
+    dataset,
+    events,
+    feedback,
+    health,
+    images,
+    jobs,
+    models,
+    predict,
+    sweeps,
+)
 from api.serving import ModelCache, Server
 from shared.config import Settings, get_settings
 from shared.feedback import Corrections
@@ -18,10 +29,11 @@ from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.logs import configure_logging
 from shared.model_index import ModelIndex
-from shared.queue import make_celery
+from shared.queue import TRAIN_TASK, make_celery
 from shared.redis_conn import connect
 from shared.registry import ModelRegistry
 from shared.store import ModelStore
+from shared.sweeps import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +95,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client, keys, settings.feedback_root, settings.feedback_max
     )
     app.state.queue = make_celery(settings, main="api")
+    app.state.sweeps = Sweeper(
+        client,
+        keys,
+        settings.redis_url,
+        send=lambda job_id: app.state.queue.send_task(
+            TRAIN_TASK, args=[str(job_id)], task_id=str(job_id)
+        ),
+    )
 
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -93,7 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key"],
         )
-    for module in (jobs, events, predict, images, models, aliases, dataset, health, feedback):
+    for module in (
+        jobs,
+        events,
+        sweeps,
+        predict,
+        images,
+        models,
+        aliases,
+        dataset,
+        health,
+        feedback,
+    ):
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request

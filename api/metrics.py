@@ -52,6 +52,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import require_api_key_for_metrics
+from api.sweep_metrics import SweepsCollector
 from shared.keys import Keys
 from shared.queue import QUEUE
 from shared.schemas import AliasChange, AliasSummary, EpochRecord, ErrorBody, Job, JobStatus
@@ -262,6 +263,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(JobsCollector(client, keys))
+        self.registry.register(SweepsCollector(client, keys))  # api/sweep_metrics.py
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

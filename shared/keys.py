@@ -28,6 +28,11 @@ LAYOUT: dict[str, str] = {
     "feedback:label:<n>": "sorted set of the ids of corrections labelled n",
     "feedback:pairs": "hash: '<predicted>:<label>' -> count ('-' when no prediction was sent)",
     "feedback:indexed": "set once the index has been rebuilt from FEEDBACK_DIR",
+    "sweep:<id>": "the sweep record (JSON of Sweep): request, trials, best",
+    "sweeps": "sorted set of sweep ids, scored by creation time",
+    "sweeps:active": "set of the ids of sweeps not yet settled (recovery tops them up)",
+    "sweep:<id>:asking": "held, with a TTL, while one process asks Optuna for a trial",
+    "sweep:<id>:optuna:*": "the sweep's Optuna journal (JournalRedisBackend's own keys)",
     "celery:": "prefix of Celery's own keys (broker queues, unacked messages)",
 }
 """Key patterns (after the prefix) and what each holds."""
@@ -101,6 +106,23 @@ class Keys:
 
     def feedback_indexed(self) -> str:
         return self._k("feedback", "indexed")
+
+    # sweeps
+    def sweep(self, sweep_id: object) -> str:
+        return self._k("sweep", sweep_id)
+
+    def sweeps(self) -> str:
+        return self._k("sweeps")
+
+    def sweeps_active(self) -> str:
+        return self._k("sweeps", "active")
+
+    def sweep_asking(self, sweep_id: object) -> str:
+        return self._k("sweep", sweep_id, "asking")
+
+    def sweep_optuna(self, sweep_id: object) -> str:
+        """The prefix Optuna's JournalRedisBackend puts before its own key names."""
+        return self._k("sweep", sweep_id, "optuna")
 
     # celery
     def celery_prefix(self) -> str:

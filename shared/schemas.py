@@ -118,6 +118,12 @@ class TrainParams(BaseModel):
         return self
 
 
+def needs_validation(early_stopping: "EarlyStopping | None", validation_fraction: float) -> None:
+    """Early stopping watches validation accuracy: without a split it has nothing to watch."""
+    if early_stopping is not None and validation_fraction <= 0:
+        raise ValueError("early_stopping needs a validation split: set validation_fraction > 0")
+
+
 class Preset(StrEnum):
     """Named starting points for ``POST /jobs?preset=``; body fields override them."""
 
@@ -184,6 +190,7 @@ class PromoteOption(BaseModel):
         0.0,
         ge=-1,
         le=1,
+        strict=True,  # JSON Schema's number: no booleans or strings
         allow_inf_nan=False,
         description="Promote when the candidate's accuracy >= the incumbent's + min_gain.",
     )
@@ -205,6 +212,27 @@ class Promotion(BaseModel):
     incumbent_model_id: UUID | None = None
     reason: str
     metric: str = Field("test_accuracy", description="What the accuracies are.")
+
+
+class EarlyStopping(BaseModel):
+    """``early_stopping`` of ``POST /jobs``: stop when validation accuracy stalls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patience: int = Field(
+        ge=1,
+        le=5000,
+        strict=True,
+        description="Epochs in a row without improvement before training stops.",
+    )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Least gain in validation accuracy that counts as an improvement.",
+    )
 
 
 class JobOptions(BaseModel):
@@ -235,6 +263,11 @@ class JobOptions(BaseModel):
         allow_inf_nan=False,
         description="Share of the corrections kept out of training to measure on (seeded).",
     )
+    early_stopping: EarlyStopping | None = Field(
+        None,
+        description="Stop when validation accuracy has not improved by min_delta for patience "
+        "epochs, keeping the best epoch's weights (needs validation_fraction > 0).",
+    )
 
 
 class JobRequest(TrainParams, JobOptions):
@@ -247,6 +280,11 @@ class JobRequest(TrainParams, JobOptions):
         given = self.model_dump(exclude_unset=True)
         options = {name: given.pop(name) for name in JobOptions.model_fields if name in given}
         return given, JobOptions.model_validate(options)
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> Self:
+        needs_validation(self.early_stopping, self.validation_fraction)
+        return self
 
 
 class FrozenFeedback(BaseModel):
@@ -280,6 +318,20 @@ class Job(BaseModel):
     committed: bool = Field(
         False,
         description="Training is over and the model is being saved: too late to cancel.",
+    )
+    early_stopping: EarlyStopping | None = Field(None, description="The early stopping asked for.")
+    stopped_at_epoch: int | None = Field(
+        None, description="Early stopping ended training after this epoch (before `epochs`)."
+    )
+    best_epoch: int | None = Field(
+        None, description="With early stopping: the epoch whose weights the model kept."
+    )
+    sweep_id: UUID | None = Field(None, description="The sweep this job is a trial of.")
+    trial: int | None = Field(None, description="Its trial number in that sweep (from 0).")
+    pruned_at_epoch: int | None = Field(
+        None,
+        description="The sweep's pruner stopped this trial after this epoch: the job ends "
+        "`cancelled`, with no model.",
     )
     init_model: str | None = Field(None, description="The init_model asked for.")
     init_model_id: UUID | None = Field(None, description="The model it starts from.")

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from shared import mlp
+from shared.early_stopping import Watch
 from shared.files import TMP_SUFFIX, sha256_bytes, write_bytes_atomic
 from shared.schemas import N_PIXELS, EpochRecord, ModelMeta
 from shared.training import TrainState
@@ -192,9 +193,12 @@ class ModelStore:
             "epoch": state.epoch,
             "rng": state.rng.bit_generator.state,
             "history": [row.model_dump(mode="json") for row in state.history],
+            "watch": state.watch.to_dict() if state.watch else None,  # early stopping
         }
         arrays = {name: getattr(state.weights, name) for name in WEIGHT_NAMES}
         arrays |= {f"step_{name}": getattr(state.previous_step, name) for name in WEIGHT_NAMES}
+        if state.best_weights is not None:
+            arrays |= {f"best_{name}": getattr(state.best_weights, name) for name in WEIGHT_NAMES}
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
         write_bytes_atomic(self.checkpoint_path(job_id), buffer.getvalue())
@@ -207,6 +211,12 @@ class ModelStore:
                 meta = json.loads(str(npz["meta"]))
                 weights = mlp.Weights(*(npz[name] for name in WEIGHT_NAMES))
                 step = mlp.Weights(*(npz[f"step_{name}"] for name in WEIGHT_NAMES))
+                best = (
+                    mlp.Weights(*(npz[f"best_{name}"] for name in WEIGHT_NAMES))
+                    if "best_w1" in npz.files
+                    else None
+                )
+            watch = Watch(**meta["watch"]) if meta.get("watch") else None
             rng = np.random.default_rng()
             rng.bit_generator.state = meta["rng"]
             history = [EpochRecord.model_validate(row) for row in meta["history"]]
@@ -215,7 +225,9 @@ class ModelStore:
         except Exception as exc:  # a damaged checkpoint only costs the epochs since the start
             log.warning("ignoring unreadable checkpoint %s: %s", path.name, exc)
             return None
-        return TrainState(weights, step, float(meta["eta"]), int(meta["epoch"]), rng, history)
+        return TrainState(
+            weights, step, float(meta["eta"]), int(meta["epoch"]), rng, history, watch, best
+        )
 
     def remove_checkpoint(self, job_id: UUID) -> None:
         self.checkpoint_path(job_id).unlink(missing_ok=True)

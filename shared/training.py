@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared import mlp
+from shared.early_stopping import Watch, observe, should_stop
 from shared.mnist import Mnist
-from shared.schemas import EpochRecord, LrSchedule, TrainParams
+from shared.schemas import EarlyStopping, EpochRecord, LrSchedule, TrainParams
 
 N_CLASSES = 10
 EVAL_CHUNK = 2048  # rows per evaluation product: 6 MB of float32, GEMM-efficient
@@ -50,6 +51,8 @@ class TrainState:
     epoch: int  # epochs finished
     rng: np.random.Generator
     history: list[EpochRecord] = field(default_factory=list)
+    watch: Watch | None = None  # early stopping's counters (only when it is asked for)
+    best_weights: mlp.Weights | None = None  # the weights of watch.best_epoch
 
 
 def init_state(params: TrainParams, n_features: int = 784) -> TrainState:
@@ -180,15 +183,22 @@ def train(
     *,
     state: TrainState | None = None,
     on_epoch: EpochCallback | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
-    """Train from ``state`` (a fresh one by default) up to ``params.epochs``."""
+    """Train from ``state`` (a fresh one by default) up to ``params.epochs``.
+
+    With ``early_stopping`` (which needs a validation split) the run may end sooner,
+    and the returned state holds the weights of its best epoch (see
+    shared/early_stopping.py); its counters and those weights are part of the state,
+    so a run resumed from a checkpoint stops where an uninterrupted one would.
+    """
     state = state or init_state(params, data.train_x.shape[1])
     dtype = np.dtype(params.dtype)
     state.weights = _own_arrays(state.weights, dtype)
     state.previous_step = _own_arrays(state.previous_step, dtype)
     targets = mlp.onehot(data.train_y, N_CLASSES, dtype.type)
     buffers = Buffers.allocate(state.weights, batch_size(len(data.train_y), params.minibatches))
-    while state.epoch < params.epochs:
+    while state.epoch < params.epochs and not stopped_early(state, early_stopping):
         started = time.perf_counter()
         state.eta = learning_rate(params, state.eta, state.epoch)
         mean_cost = run_epoch(state, params, data, targets, buffers)
@@ -205,7 +215,24 @@ def train(
             eta=state.eta,
             val_accuracy=val_accuracy,
         )
+        if early_stopping is not None and val_accuracy is not None:
+            state.watch = observe(
+                state.watch or Watch(), state.epoch, val_accuracy, early_stopping.min_delta
+            )
+            if state.watch.best_epoch == state.epoch:
+                state.best_weights = mlp.Weights(*(a.copy() for a in state.weights.arrays()))
         state.history.append(record)
         if on_epoch is not None:
             on_epoch(state, record)
+    if early_stopping is not None and state.best_weights is not None:
+        state.weights = _own_arrays(state.best_weights, dtype)
     return state
+
+
+def stopped_early(state: TrainState, early_stopping: EarlyStopping | None) -> bool:
+    """Early stopping has ended the run (``patience`` epochs without improvement)."""
+    return (
+        early_stopping is not None
+        and state.watch is not None
+        and should_stop(state.watch, early_stopping.patience)
+    )

@@ -47,6 +47,7 @@ def _recovery_loop() -> None:
     would otherwise keep them until restarted)."""
     from shared.feedback import Corrections
     from worker.jobs import Stores, recover_orphans
+    from worker.sweeps import recover_sweeps
 
     stores = Stores.connect(settings, retries=3)
     corrections = Corrections.connect(
@@ -59,6 +60,7 @@ def _recovery_loop() -> None:
             log.warning("sweeping stale temp files failed: %s", exc)
         try:
             recover_orphans(stores, settings, _requeue)
+            recover_sweeps(stores, settings, _requeue)  # top up sweeps a dead process left
             if not stores.registry.has_models():
                 stores.registry.rebuild(stores.files)
             corrections.rebuild_if_lost()

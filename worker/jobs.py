@@ -42,6 +42,7 @@ from shared.redis_conn import WORKER_RETRIES, connect
 from shared.registry import ModelRegistry, model_info
 from shared.schemas import EpochRecord, Job, JobStatus, ModelMeta, utcnow
 from shared.store import ModelStore
+from worker.sweeps import TrialPruned, trial_monitor
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         log.info("job %s: resuming from checkpoint at epoch %d", job_id, state.epoch)
     log.info("job %s: attempt %d, %s", job_id, job.attempts, job.params.model_dump_json())
     last_checkpoint = time.monotonic()
+    monitor = trial_monitor(job, settings, stores)  # None unless the job is a sweep's trial
 
     def on_epoch(state: training.TrainState, record: EpochRecord) -> None:
         nonlocal last_checkpoint
@@ -238,6 +240,12 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             raise LeaseLost
         if jobs.cancel_requested(job_id):
             raise JobCancelled
+        if (
+            monitor is not None
+            and monitor.should_prune(record.epoch, record.val_accuracy)
+            and record.epoch < job.params.epochs  # a finished trial completes: no waste
+        ):
+            raise TrialPruned(record.epoch)
         due = time.monotonic() - last_checkpoint >= settings.checkpoint_seconds
         if state.epoch < job.params.epochs and (due or beat.stopping.is_set()):
             files.save_checkpoint(job_id, state)
@@ -255,7 +263,9 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
             data = finetune.with_corrections(data, tune.corrections)
             if state is None and tune.parent is not None:
                 state = finetune.initial_state(tune.parent, job.params)
-        state = training.train(job.params, data, state=state, on_epoch=on_epoch)
+        state = training.train(
+            job.params, data, state=state, on_epoch=on_epoch, early_stopping=job.early_stopping
+        )
         scale = job.params.input_scaling.factor
         train_acc = training.accuracy(state.weights, data.train_x, data.train_y, scale)
         test_acc = training.accuracy(state.weights, data.test_x, data.test_y, scale)
@@ -291,6 +301,9 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
     except JobCancelled:
         log.info("job %s cancelled at an epoch boundary", job_id)
         return finish(JobStatus.cancelled)
+    except TrialPruned as exc:
+        log.info("job %s: trial pruned after epoch %d", job_id, exc.epoch)
+        return finish(JobStatus.cancelled, pruned_at_epoch=exc.epoch)
     except WorkerStopping:
         log.info("job %s: worker stopping, back to the queue", job_id)
         return jobs.update(job_id, _requeue(count_attempt=False)).status
@@ -313,10 +326,22 @@ def _run_leased(job_id: UUID, settings: Settings, stores: Stores, beat: Heartbea
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         promotion=promotion,
+        **_early_stopping_outcome(job, state),
     )
     if settings.model_retention is not None:
         _retain(settings.model_retention, stores)
     return status
+
+
+def _early_stopping_outcome(job: Job, state: training.TrainState) -> dict[str, Any]:
+    """The job record's ``best_epoch`` and ``stopped_at_epoch`` under early stopping."""
+    if job.early_stopping is None or state.watch is None:
+        return {}
+    stopped = training.stopped_early(state, job.early_stopping)
+    return {
+        "best_epoch": state.watch.best_epoch,
+        "stopped_at_epoch": state.epoch if stopped else None,
+    }
 
 
 def _retain(keep: int, stores: Stores) -> None:

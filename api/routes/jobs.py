@@ -84,13 +84,16 @@ def submit_job(
         params=params,
         epochs=params.epochs,
         promote=options.promote if options else None,
+        early_stopping=options.early_stopping if options else None,
         **tuning,
     )
     idempotency = None
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(
             f"{params.model_dump_json()} {job.promote and job.promote.model_dump_json()} "
-            f"{sorted((k, str(v)) for k, v in tuning.items())}".encode()
+            f"{sorted((k, str(v)) for k, v in tuning.items())}"
+            # only when set, so that keys given before early stopping existed still match
+            f"{f' {job.early_stopping.model_dump_json()}' if job.early_stopping else ''}".encode()
         ).hexdigest()
         idempotency = (idempotency_key, fingerprint)
     try:
