@@ -43,7 +43,9 @@ from uuid import UUID, uuid4
 from bench.common import REPO, mnist_dir, record, table
 from shared.config import Settings
 from shared.queue import TRAIN_TASK, make_celery
-from shared.registry import Registry
+from shared.jobstore import JobStore
+from shared.keys import Keys
+from shared.redis_conn import connect
 from shared.schemas import Job, JobStatus, Preset, TrainParams, with_preset
 
 TARGET_MB = 400.0
@@ -261,7 +263,7 @@ def measure(
     params: TrainParams,
     n_jobs: int,
     worker: subprocess.Popen[bytes],
-    registry: Registry,
+    registry: JobStore,
     settings: Settings,
     interval: float,
     timeout: float,
@@ -276,13 +278,13 @@ def measure(
     with Sampler(worker.pid, run, interval) as sampler:
         started = time.monotonic()
         for job in jobs:
-            registry.create_job(job)
+            registry.create(job, 10**6)
             celery.send_task(TRAIN_TASK, args=[str(job.id)], task_id=str(job.id))
         print(f"{name}: {n_jobs} job(s) submitted "
               f"({params.model_dump_json(exclude_defaults=True)})")  # fmt: skip
         last = ""
         while True:
-            records = [registry.get_job(job.id) for job in jobs]
+            records = [registry.get(job.id) for job in jobs]
             if any(r is None for r in records):
                 raise RuntimeError("a job record vanished")
             done = [r for r in records if r is not None]
@@ -432,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> bool:
                 ) as worker,
             ):
                 settings = Settings(redis_url=redis_url, model_dir=root / "models")
-                registry = Registry.from_url(redis_url, settings.key_prefix)
+                registry = JobStore(connect(redis_url), Keys(settings.key_prefix))
                 wait_until(
                     lambda: b"ready" in log.read_bytes() or worker.poll() is not None,
                     120,
