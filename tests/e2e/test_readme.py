@@ -1,6 +1,8 @@
 """The README's no-Docker quick start, run as a newcomer would: ``./scripts/dev``, then
-the README's own shell block, verbatim but for the port."""
+the README's own shell blocks (the quick start, then the five most used calls),
+verbatim but for the port."""
 
+import json
 import os
 import re
 import signal
@@ -16,10 +18,10 @@ from tests.procs import REPO, free_port, mnist_dir, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def quickstart_block() -> str:
+def readme_block(name: str) -> str:
     readme = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- quickstart:begin -->\n```bash\n(.*?)```", readme, re.S)
-    assert match, "README lost its quick-start block"
+    match = re.search(rf"<!-- {name}:begin -->\n```bash\n(.*?)```", readme, re.S)
+    assert match, f"README lost its {name} block"
     return match.group(1)
 
 
@@ -44,9 +46,8 @@ def test_readme_quickstart_against_scripts_dev(tmp_path: Path) -> None:
         wait_until(lambda: _ready(port) or dev.poll() is not None, 60, "scripts/dev")
         assert dev.poll() is None, (tmp_path / "dev.log").read_text()
         (tmp_path / ".venv").symlink_to(sys.prefix)
-        script = "set -euo pipefail\n" + quickstart_block().replace(
-            "localhost:8000", f"127.0.0.1:{port}"
-        )
+        blocks = readme_block("quickstart") + readme_block("calls")
+        script = "set -euo pipefail\n" + blocks.replace("localhost:8000", f"127.0.0.1:{port}")
         done = subprocess.run(
             ["bash", "-c", script],
             cwd=tmp_path,
@@ -56,9 +57,18 @@ def test_readme_quickstart_against_scripts_dev(tmp_path: Path) -> None:
             timeout=180,
         )
         assert done.returncode == 0, done.stderr
-        job_line, prediction = done.stdout.strip().splitlines()
-        assert '"status":"succeeded"' in job_line and '"epoch":20' in job_line
-        assert prediction.startswith('{"label":7,"probabilities":[')
+        lines = done.stdout.strip().splitlines()
+        job, alias, prediction = (json.loads(line) for line in lines[:3])
+        assert job["status"] == "succeeded" and job["epoch"] == 20
+        assert alias["name"] == "production" and alias["model_id"] == job["id"]
+        assert prediction["label"] == 7 and prediction["alias"] == "production"
+        assert prediction["model_id"] == job["id"]
+        gated, models, batch, production, ready = (json.loads(line) for line in lines[3:])
+        assert gated["status"] == "queued" and gated["id"] != job["id"]
+        assert job["id"] in [m["id"] for m in models["items"]]
+        assert len(batch["labels"]) == 2 and batch["model_id"] == job["id"]
+        assert production["history"][-1]["reason"] == "my first model"
+        assert ready["status"] == "ok" and ready["serving"]["alias"] == "production"
     finally:
         os.killpg(dev.pid, signal.SIGINT)
         dev.wait(30)
