@@ -95,3 +95,19 @@ def test_no_model_yet_is_503(client: TestClient) -> None:
     Image.fromarray(np.eye(40, dtype=np.uint8) * 255).save(digit, "PNG")
     response = _upload(client, digit.getvalue())
     assert response.status_code == 503 and "no trained model" in response.json()["detail"]
+
+
+def test_an_alias_serves_a_picture_and_not_with_a_model_id(
+    client: TestClient, trained: uuid.UUID
+) -> None:
+    digit = io.BytesIO()
+    Image.fromarray(np.eye(40, dtype=np.uint8) * 255).save(digit, "PNG")
+    assert client.put("/aliases/production", json={"model_id": str(trained)}).status_code == 200
+    body = _upload(client, digit.getvalue(), alias="production").json()
+    assert (body["model_id"], body["alias"]) == (str(trained), "production")
+    default = _upload(client, digit.getvalue()).json()
+    assert default["alias"] == "production"  # the serving alias, without asking
+    both = _upload(client, digit.getvalue(), alias="production", model_id=str(trained))
+    assert both.status_code == 422 and both.json()["detail"][0]["loc"] == ["body", "alias"]
+    assert _upload(client, digit.getvalue(), alias="nope").status_code == 404
+    assert _upload(client, digit.getvalue(), alias="Not A Name").status_code == 422

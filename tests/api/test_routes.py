@@ -1,13 +1,16 @@
 """Every route's contract and error paths, in-process over real Redis."""
 
+import json
 import uuid
 
+import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.config import Settings
+from shared.files import sha256_bytes, write_bytes_atomic
 from shared.jobstore import JobStore
 from shared.keys import Keys
 from shared.mnist import Mnist
@@ -15,6 +18,7 @@ from shared.model_index import ModelIndex
 from shared.registry import ModelRegistry, model_info
 from shared.schemas import JobStatus, utcnow
 from shared.store import ModelStore
+from tests import models
 from tests.api.conftest import images
 from tests.procs import wait_until
 
@@ -293,3 +297,31 @@ def test_fast_preset_with_overrides(client: TestClient) -> None:
     assert client.post("/jobs?preset=turbo").status_code == 422
     clash = client.post("/jobs?preset=fast", json={"train_size": 100})  # 600 mini-batches
     assert clash.status_code == 422 and "minibatches" in clash.text
+
+
+def test_a_planted_file_that_is_not_a_model_never_stops_the_api(settings: Settings) -> None:
+    """Metadata that fails validation (a string where input_scale is a number), NaN,
+    weights of the wrong shape or dtype: skipped at start, with a valid .sha256 even."""
+    store = ModelStore(settings.model_dir)
+    good = uuid.uuid4()
+    store.save(good, models.weights(), models.meta(good))
+    w = dict(zip(("w1", "b1", "w2", "b2"), models.weights().arrays(), strict=True))
+    meta = json.loads(models.meta().model_dump_json())
+    planted = [
+        (w, {**meta, "input_scale": "big"}),
+        (w, {**meta, "test_accuracy": float("nan")}),
+        ({**w, "w1": w["w1"].astype(np.complex64)}, meta),
+        ({**w, "w2": np.zeros((9, 5), np.float32)}, meta),
+    ]
+    for arrays, planted_meta in planted:
+        payload = models.npz(arrays, json.dumps(planted_meta))
+        bad = uuid.uuid4()
+        write_bytes_atomic(store.path(bad), payload)
+        checksum = f"{sha256_bytes(payload)}\n".encode()
+        write_bytes_atomic(store.path(bad).with_suffix(".sha256"), checksum)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/livez").status_code == 200
+        listed = client.get("/models").json()
+        assert [m["id"] for m in listed["items"]] == [str(good)]
+        answer = client.post("/predict", json={"pixels": [0] * 784})
+        assert answer.status_code == 200 and answer.json()["model_id"] == str(good)
