@@ -42,9 +42,9 @@ from uuid import UUID, uuid4
 
 from bench.common import REPO, mnist_dir, record, table
 from shared.config import Settings
-from shared.queue import TRAIN_TASK, make_celery
 from shared.jobstore import JobStore
 from shared.keys import Keys
+from shared.queue import TRAIN_TASK, make_celery
 from shared.redis_conn import connect
 from shared.schemas import Job, JobStatus, Preset, TrainParams, with_preset
 

@@ -4,6 +4,7 @@
     mnist jobs | status ID | cancel ID | models
     mnist predict digit.png | mnist predict --index 0
     mnist feedback digit.png --label 3 | mnist feedback list | mnist finetune --wait
+    mnist sweep --space eta=0.001:0.2:log --trials 20 --wait | sweeps | sweep-status ID
     mnist serve                        # run scripts/dev: redis, worker, API
 
 ``--url`` and ``--api-key`` (or ``MNIST_URL`` and ``MNIST_API_KEY``) say where the
@@ -28,7 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli import feedback, lifecycle
+from cli import feedback, lifecycle, sweeps
 from cli.client import Api, ApiError
 from cli.console import err, out
 from shared.schemas import InputScaling, LrSchedule, Preset
@@ -418,6 +419,7 @@ def serve(
 
 lifecycle.register(app)
 feedback.register(app, _follow, _summary)
+sweeps.register(app)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 // mnist-service web page: plain JavaScript, no build step, no dependencies.
 // Talks to the same API as every other client: /predict/image, /predict, /feedback, /jobs,
-// /jobs/{id}/events, /models, /aliases, /readyz (what serves), /openapi.json (the training form's fields, limits and meanings) and
+// /jobs/{id}/events, /sweeps, /sweeps/{id}/events, /models, /aliases, /readyz (what serves), /openapi.json (the training form's fields, limits and meanings) and
 // /presets.json (the values of POST /jobs?preset=fast|book).
 "use strict";
 
@@ -523,6 +523,51 @@ function applyPreset(name) {
   }
 }
 
+function paramField(name, s, withMeaning = true) {
+  // One TrainParams field as a labelled input: its range and (in the training form)
+  // what it means, from the schema.
+  const label = document.createElement("label");
+  const caption = document.createElement("span");
+  caption.className = "name";
+  caption.textContent = name;
+  label.append(caption);
+  if (withMeaning) {
+    // what the field means, from the schema's description (the same text /docs shows)
+    const meaning = document.createElement("span");
+    meaning.className = "meaning";
+    meaning.textContent = s.description || "";
+    label.append(meaning);
+  } else {
+    label.title = s.description || "";
+  }
+  let input;
+  if (s.enum) {
+    input = document.createElement("select");
+    for (const option of s.enum) input.append(new Option(option, option, false, option === s.default));
+  } else if (s.type === "boolean") {
+    input = document.createElement("input");
+    input.type = "checkbox";
+    input.checked = Boolean(s.default);
+  } else {
+    input = document.createElement("input");
+    input.type = "number";
+    input.step = s.type === "integer" ? "1" : "any";
+    if (s.minimum !== undefined) input.min = s.minimum;
+    if (s.maximum !== undefined) input.max = s.maximum;
+    if (s.default !== undefined && s.default !== null) input.value = s.default;
+    if (s.optional) input.placeholder = "all";
+  }
+  input.name = name;
+  input.dataset.kind = s.type || "string";
+  label.append(input);
+  const hint = document.createElement("span");
+  hint.className = "hint";
+  const range = limits(s);
+  hint.textContent = [range && `range ${range}`, s.optional ? "empty: all" : ""].filter(Boolean).join(" · ");
+  label.append(hint);
+  return label;
+}
+
 async function buildForm() {
   const [spec, known] = await Promise.all([
     fetch("/openapi.json").then((r) => r.json()),
@@ -531,49 +576,12 @@ async function buildForm() {
   presets = known;
   const params = spec.components.schemas.TrainParams.properties;
   const box = $("#params");
-  for (const [name, raw] of Object.entries(params)) {
-    const s = resolve(raw, spec);
-    const label = document.createElement("label");
-    const caption = document.createElement("span");
-    caption.className = "name";
-    caption.textContent = name;
-    label.append(caption);
-    // what the field means, from the schema's description (the same text /docs shows)
-    const meaning = document.createElement("span");
-    meaning.className = "meaning";
-    meaning.textContent = s.description || "";
-    label.append(meaning);
-    let input;
-    if (s.enum) {
-      input = document.createElement("select");
-      for (const option of s.enum) input.append(new Option(option, option, false, option === s.default));
-    } else if (s.type === "boolean") {
-      input = document.createElement("input");
-      input.type = "checkbox";
-      input.checked = Boolean(s.default);
-    } else {
-      input = document.createElement("input");
-      input.type = "number";
-      input.step = s.type === "integer" ? "1" : "any";
-      if (s.minimum !== undefined) input.min = s.minimum;
-      if (s.maximum !== undefined) input.max = s.maximum;
-      if (s.default !== undefined && s.default !== null) input.value = s.default;
-      if (s.optional) input.placeholder = "all";
-    }
-    input.name = name;
-    input.dataset.kind = s.type || "string";
-    label.append(input);
-    const hint = document.createElement("span");
-    hint.className = "hint";
-    const range = limits(s);
-    hint.textContent = [range && `range ${range}`, s.optional ? "empty: all" : ""].filter(Boolean).join(" · ");
-    label.append(hint);
-    box.append(label);
-  }
+  for (const [name, raw] of Object.entries(params)) box.append(paramField(name, resolve(raw, spec)));
   applyPreset(preset());
   for (const radio of document.querySelectorAll("#presets input[name=preset]")) {
     radio.addEventListener("change", () => applyPreset(radio.value));
   }
+  buildSweepForm(spec);
 }
 
 function formParams() {
@@ -1225,6 +1233,517 @@ async function showModelDetail(summary) {
   }
 }
 
+// ---------------------------------------------------------------- sweeps
+
+// Searchable TrainParams fields and their suggested ranges (the fast preset's neighbourhood).
+const SPACE_DEFAULTS = {
+  eta: { low: 0.001, high: 0.2, log: true, on: true },
+  n_hidden: { low: 16, high: 256, log: false, on: true },
+  l2: { low: 0.0001, high: 0.1, log: true },
+  alpha: { low: 0, high: 0.9 },
+  decrease_const: { low: 0.00001, high: 0.1, log: true },
+  minibatches: { low: 20, high: 600, log: true },
+  lr_schedule: { choices: "compound,inverse" },
+};
+const NOT_SEARCHED = new Set(["seed", "train_size", "validation_fraction", "epochs", "init_model", "feedback_weight"]);
+const TRIAL_FINISHED = new Set(["complete", "pruned", "failed", "cancelled"]);
+const SWEEP_FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+
+let sweepFields = {}; // name -> resolved schema
+let sweepShown = null; // the sweep on show, as its event stream last told
+let sweepFollower = null;
+let sweepSort = { key: "number", dir: 1 };
+const trialHistories = new Map(); // job id -> [{epoch, val_accuracy}] (final once its trial ended)
+
+function sweepPreset() {
+  return $("#sweep-presets input[name=sweep-preset]:checked").value;
+}
+
+function applySweepPreset(name) {
+  // The base grid shows what each trial gets; a sweep needs a validation split.
+  const values = { validation_fraction: 0.1, ...(presets[name] || {}) };
+  if (!values.validation_fraction) values.validation_fraction = 0.1;
+  for (const input of $("#sweep-base").querySelectorAll("input, select")) {
+    const value = values[input.name] ?? sweepFields[input.name].default;
+    if (input.type === "checkbox") input.checked = Boolean(value);
+    else input.value = value === null || value === undefined ? "" : String(value);
+  }
+}
+
+function buildSweepForm(spec) {
+  const params = spec.components.schemas.TrainParams.properties;
+  const base = $("#sweep-base");
+  const space = $("#sweep-space tbody");
+  for (const [name, raw] of Object.entries(params)) {
+    const s = resolve(raw, spec);
+    sweepFields[name] = s;
+    base.append(paramField(name, s, false));
+    if (NOT_SEARCHED.has(name) || !(s.enum || ["integer", "number", "boolean"].includes(s.type))) continue;
+    const d = SPACE_DEFAULTS[name] || {};
+    const row = document.createElement("tr");
+    row.dataset.field = name;
+    const on = el("input", { type: "checkbox", name: "on", checked: Boolean(d.on) });
+    const numeric = !s.enum && s.type !== "boolean";
+    const low = el("input", { type: "number", name: "low", step: "any", value: d.low ?? "", disabled: !numeric });
+    const high = el("input", { type: "number", name: "high", step: "any", value: d.high ?? "", disabled: !numeric });
+    const log = el("input", { type: "checkbox", name: "log", checked: Boolean(d.log), disabled: !numeric });
+    const choices = el("input", {
+      name: "choices",
+      size: 22,
+      value: d.choices ?? (s.enum ? s.enum.join(",") : s.type === "boolean" ? "true,false" : ""),
+      placeholder: numeric ? "e.g. 50,100,200" : "",
+    });
+    row.append(
+      el("td", {}, on),
+      el("td", { className: "name", textContent: name, title: s.description || "" }),
+      el("td", {}, low),
+      el("td", {}, high),
+      el("td", {}, log),
+      el("td", {}, choices),
+    );
+    on.addEventListener("change", () => markSearched());
+    space.append(row);
+  }
+  applySweepPreset(sweepPreset());
+  markSearched();
+  for (const radio of document.querySelectorAll("#sweep-presets input[name=sweep-preset]")) {
+    radio.addEventListener("change", () => applySweepPreset(radio.value));
+  }
+}
+
+function markSearched() {
+  // A searched field is the sampler's, not the base's: its base input is greyed out.
+  const searched = new Set();
+  for (const row of document.querySelectorAll("#sweep-space tbody tr")) {
+    const on = row.querySelector("input[name=on]").checked;
+    row.classList.toggle("off", !on);
+    if (on) searched.add(row.dataset.field);
+  }
+  for (const input of $("#sweep-base").querySelectorAll("input, select")) input.disabled = searched.has(input.name);
+}
+
+function choiceValue(text, s) {
+  if (s.type === "boolean") return text === "true";
+  if (s.type === "integer" || s.type === "number") return Number(text);
+  return text;
+}
+
+function sweepBody() {
+  const space = {};
+  for (const row of document.querySelectorAll("#sweep-space tbody tr")) {
+    if (!row.querySelector("input[name=on]").checked) continue;
+    const name = row.dataset.field;
+    const s = sweepFields[name];
+    const field = (n) => row.querySelector(`input[name=${n}]`);
+    const listed = field("choices").value.split(",").map((c) => c.trim()).filter(Boolean);
+    const numeric = !s.enum && s.type !== "boolean";
+    if (numeric && field("low").value !== "" && field("high").value !== "") {
+      space[name] = { low: Number(field("low").value), high: Number(field("high").value), log: field("log").checked };
+    } else if (listed.length) {
+      space[name] = { choices: listed.map((c) => choiceValue(c, s)) };
+    } else {
+      throw new Error(`${name}: give low and high, or choices`);
+    }
+  }
+  if (!Object.keys(space).length) throw new Error("tick at least one field to search");
+  const base = {};
+  for (const input of $("#sweep-base").querySelectorAll("input, select")) {
+    if (input.disabled) continue;
+    if (input.type === "checkbox") base[input.name] = input.checked;
+    else if (input.type === "number") {
+      if (input.value !== "") base[input.name] = Number(input.value);
+    } else base[input.name] = input.value;
+  }
+  const form = $("#sweep-form");
+  const body = {
+    base,
+    space,
+    trials: Number(form.elements.trials.value),
+    parallel: Number(form.elements.parallel.value),
+    sampler: form.elements.sampler.value,
+    pruner: form.elements.pruner.value,
+  };
+  if (form.elements.sampler_seed.value !== "") body.seed = Number(form.elements.sampler_seed.value);
+  const alias = form.elements.promote.value.trim();
+  if (alias) body.promote = { alias };
+  return body;
+}
+
+$("#sweep-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = $("#sweep-status");
+  status.className = "caption";
+  try {
+    const body = sweepBody();
+    status.textContent = "submitting…";
+    const accepted = await api(`/sweeps?preset=${encodeURIComponent(sweepPreset())}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    status.textContent = `sweep ${short(accepted.id)} submitted: ${body.trials} trials, ${body.parallel} at a time (followed below)`;
+    await refreshSweeps();
+    selectSweep(accepted.id);
+  } catch (error) {
+    status.className = "caption error";
+    status.textContent = error.message;
+  }
+});
+
+function bestValue(sweep) {
+  return sweep.best ? percent(sweep.best.value) : "–";
+}
+
+async function refreshSweeps() {
+  let page;
+  try {
+    page = await api("/sweeps?limit=10");
+  } catch (_) {
+    return;
+  }
+  const body = $("#sweeps tbody");
+  body.replaceChildren();
+  $("#sweeps-empty").hidden = page.items.length > 0;
+  for (const sweep of page.items) {
+    // the one on show: as its event stream says (fresher than this list)
+    const shown = sweepShown && sweepShown.id === sweep.id ? { ...sweep, ...sweepShown } : sweep;
+    const done = shown.trials.filter((t) => TRIAL_FINISHED.has(t.state)).length;
+    const row = el(
+      "tr",
+      {},
+      el("td", { className: "id", textContent: short(shown.id), title: shown.id }),
+      el("td", { className: `status-${shown.status}`, textContent: shown.status }),
+      el("td", { textContent: `${done}/${shown.request.trials}` }),
+      el("td", { textContent: bestValue(shown) }),
+      el("td", { textContent: when(shown.created_at) }),
+      el("td"),
+    );
+    row.dataset.id = shown.id;
+    row.dataset.status = shown.status;
+    row.classList.toggle("selected", sweepShown !== null && sweepShown.id === shown.id);
+    if (!SWEEP_FINISHED.has(shown.status)) {
+      row.lastElementChild.append(button("cancel", "cancel", (event) => {
+        event.stopPropagation();
+        cancelSweep(shown.id);
+      }));
+    }
+    row.onclick = () => selectSweep(shown.id);
+    body.append(row);
+  }
+}
+
+function selectSweep(id) {
+  if (sweepFollower) sweepFollower.abort();
+  sweepFollower = new AbortController();
+  const signal = sweepFollower.signal;
+  sweepShown = { id, status: "queued", trials: [], request: { space: {}, trials: 0 } };
+  sweepSort = { key: "number", dir: 1 };
+  for (const row of document.querySelectorAll("#sweeps tbody tr")) row.classList.toggle("selected", row.dataset.id === id);
+  $("#sweep-detail").hidden = false;
+  $("#sweep-id").textContent = short(id);
+  $("#sweep-id").title = id;
+  $("#sweep-action").textContent = "";
+  if (!$("#promote-alias").value) $("#promote-alias").value = servingAlias;
+  renderSweep();
+  followEvents(`/sweeps/${id}/events`, (event, data) => {
+    if (!sweepShown || sweepShown.id !== id) return;
+    if (event === "status" || event === "end") {
+      sweepShown = data;
+    } else if (event === "trial_start" || event === "trial_end") {
+      const trials = sweepShown.trials.filter((t) => t.number !== data.number);
+      trials.push(data);
+      sweepShown = { ...sweepShown, trials };
+    }
+    renderSweep();
+    if (event === "trial_end" || event === "end") loadHistories(id);
+    if (event === "end") {
+      refreshSweeps();
+      refreshAll(); // its promotion gate may have moved an alias
+    }
+  }, signal).catch((error) => {
+    if (!signal.aborted) $("#sweep-state").textContent = error.message;
+  });
+}
+
+async function loadHistories(id) {
+  // Each trial's learning curve is its job's history (GET /jobs/{id}); an ended trial's is final.
+  const wanted = (sweepShown.trials || []).filter(
+    (t) => t.job_id && (!trialHistories.has(t.job_id) || !TRIAL_FINISHED.has(t.state) || !trialHistories.get(t.job_id).final),
+  );
+  await Promise.all(wanted.map(async (trial) => {
+    try {
+      const job = await api(`/jobs/${trial.job_id}`);
+      const ended = ["succeeded", "failed", "cancelled"].includes(job.status);
+      trialHistories.set(trial.job_id, { rows: job.history, final: ended });
+    } catch (_) {
+      // drawn at the next try
+    }
+  }));
+  if (sweepShown && sweepShown.id === id) drawSweepPlots();
+}
+
+async function cancelSweep(id) {
+  const line = $("#sweep-action");
+  try {
+    await api(`/sweeps/${id}/cancel`, { method: "POST" });
+    line.className = "caption ok";
+    line.textContent = `sweep ${short(id)}: cancelling (running trials stop at their next epoch)`;
+  } catch (error) {
+    line.className = "caption error";
+    line.textContent = `cancel ${short(id)}: ${error.message}`;
+  }
+  refreshSweeps();
+}
+
+$("#cancel-sweep").addEventListener("click", () => sweepShown && cancelSweep(sweepShown.id));
+
+$("#promote-best").addEventListener("click", async () => {
+  const line = $("#sweep-action");
+  const best = sweepShown && sweepShown.best;
+  const alias = $("#promote-alias").value.trim() || servingAlias;
+  if (!best || !best.model_id) return;
+  try {
+    const answer = await api(`/aliases/${encodeURIComponent(alias)}`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model_id: best.model_id, reason: `best trial (#${best.number}) of sweep ${short(sweepShown.id)}` }),
+    });
+    line.className = "caption ok";
+    line.textContent = `${answer.name} → model ${short(answer.model_id)} (trial #${best.number})`;
+  } catch (error) {
+    line.className = "caption error";
+    line.textContent = `promote to ${alias}: ${error.message}`;
+  }
+  await refreshAll();
+});
+
+function spaceOf(sweep) {
+  return (sweep.request && sweep.request.space) || {};
+}
+
+function fmtParam(value) {
+  if (typeof value === "number" && !Number.isInteger(value)) return value.toPrecision(3);
+  return String(value);
+}
+
+function sortValue(trial, key) {
+  if (key === "number") return trial.number;
+  if (key === "state") return trial.state;
+  if (key === "value") return trial.value;
+  if (key === "epochs") return trial.epochs_run;
+  if (key.startsWith("param:")) return trial.params[key.slice(6)];
+  return null;
+}
+
+function sortedTrials(trials) {
+  const { key, dir } = sweepSort;
+  return [...trials].sort((a, b) => {
+    const x = sortValue(a, key);
+    const y = sortValue(b, key);
+    if (x === y) return a.number - b.number;
+    if (x === null || x === undefined) return 1; // no value yet: last either way
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * dir;
+  });
+}
+
+function renderSweep() {
+  const sweep = sweepShown;
+  const names = Object.keys(spaceOf(sweep));
+  const finished = SWEEP_FINISHED.has(sweep.status) && sweep.settled !== false;
+  const state = $("#sweep-state");
+  state.textContent = sweep.status;
+  state.className = `status-${sweep.status}`;
+  state.dataset.status = sweep.status;
+  const done = sweep.trials.filter((t) => TRIAL_FINISHED.has(t.state)).length;
+  const best = sweep.best;
+  let text = `${done} of ${sweep.request.trials || "?"} trials ended`;
+  if (best) text += `; best: trial #${best.number}, validation accuracy ${percent(best.value)}, model ${short(best.model_id)}`;
+  if (sweep.promotion) text += `; ${sweep.promotion.promoted ? "promoted to" : "not promoted to"} ${sweep.promotion.alias}`;
+  if (sweep.wall_seconds) text += ` (${sweep.wall_seconds.toFixed(0)} s)`;
+  $("#sweep-best").textContent = text;
+  $("#sweep-best").dataset.modelId = (best && best.model_id) || "";
+  $("#promote-best").disabled = !(best && best.model_id);
+  $("#cancel-sweep").hidden = finished || SWEEP_FINISHED.has(sweep.status);
+  // the trial table: one column per searched field
+  const columns = [["number", "#"], ["state", "state"], ["value", "val acc"], ["epochs", "epochs"],
+    ...names.map((n) => [`param:${n}`, n]), ["model", "model"]];
+  const head = $("#trials thead tr");
+  head.replaceChildren(...columns.map(([key, label]) => {
+    const th = el("th", { textContent: label });
+    th.dataset.key = key;
+    if (key !== "model") {
+      th.title = `sort by ${label}`;
+      th.onclick = () => {
+        sweepSort = { key, dir: sweepSort.key === key ? -sweepSort.dir : 1 };
+        renderSweep();
+      };
+    }
+    if (sweepSort.key === key) {
+      th.classList.add(`sorted-${sweepSort.dir}`);
+      th.setAttribute("aria-sort", sweepSort.dir > 0 ? "ascending" : "descending");
+    }
+    return th;
+  }));
+  const body = $("#trials tbody");
+  body.replaceChildren();
+  for (const trial of sortedTrials(sweep.trials)) {
+    const row = el(
+      "tr",
+      {},
+      el("td", { textContent: String(trial.number) }),
+      el("td", { className: `state-${trial.state}`, textContent: trial.state }),
+      el("td", { className: "value", textContent: percent(trial.value) }),
+      el("td", { textContent: String(trial.epochs_run) }),
+      ...names.map((n) => el("td", { textContent: n in trial.params ? fmtParam(trial.params[n]) : "–" })),
+      el("td", { className: "id", textContent: short(trial.model_id), title: trial.model_id || "" }),
+    );
+    row.dataset.number = String(trial.number);
+    row.dataset.state = trial.state;
+    row.dataset.value = trial.value === null || trial.value === undefined ? "" : String(trial.value);
+    row.classList.toggle("best", Boolean(best) && best.number === trial.number);
+    body.append(row);
+  }
+  $("#trials").dataset.rows = String(sweep.trials.length);
+  drawSweepPlots();
+}
+
+// ------------------------------------ the sweep's plots (SVG: each point is an element)
+
+const SVG = "http://www.w3.org/2000/svg";
+const PLOT = { width: 300, height: 200, left: 42, right: 10, top: 10, bottom: 32 };
+const CURVE_COLORS = ["#2563eb", "#ea7317", "#15803d", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563"];
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function axisRange(values, pad = 0.02) {
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (!Number.isFinite(lo)) return [0, 1];
+  if (hi - lo < 1e-9) {
+    lo -= 0.01;
+    hi += 0.01;
+  }
+  return [Math.max(0, lo - pad), Math.min(1, hi + pad)];
+}
+
+function plotFrame(kind, title, xLabel, [ylo, yhi], xTicks) {
+  // A figure with an empty plot: axes, tick labels; returns it and its y scale.
+  const { width, height, left, right, top, bottom } = PLOT;
+  const w = width - left - right;
+  const h = height - top - bottom;
+  const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
+  root.dataset.plot = kind;
+  root.append(svg("rect", { x: left, y: top, width: w, height: h, fill: "none", stroke: "#d1d5db" }));
+  const y = (v) => top + h - ((v - ylo) / (yhi - ylo)) * h;
+  root.append(svg("text", { x: left - 4, y: top + 8, "text-anchor": "end" }, percent(yhi)));
+  root.append(svg("text", { x: left - 4, y: top + h, "text-anchor": "end" }, percent(ylo)));
+  for (const [px, label] of xTicks) {
+    // at the frame's edges a label runs inwards, not out of the picture
+    const anchor = px <= left + 1 ? "start" : px >= left + w - 1 ? "end" : "middle";
+    root.append(svg("text", { x: px, y: top + h + 12, "text-anchor": anchor }, label));
+  }
+  root.append(svg("text", { x: left + w / 2, y: height - 4, "text-anchor": "middle" }, xLabel));
+  const figure = el("figure", {}, root, el("figcaption", { textContent: title }));
+  figure.dataset.plot = kind;
+  return { figure, root, y, w, h };
+}
+
+function paramScale(name, spec, values) {
+  // x position of a parameter's value: log axis where the range is log, evenly spaced choices.
+  const { left } = PLOT;
+  const w = PLOT.width - PLOT.left - PLOT.right;
+  if (spec.choices) {
+    const n = spec.choices.length;
+    const at = (v) => left + ((spec.choices.findIndex((c) => c === v) + 0.5) / n) * w;
+    return { x: at, ticks: spec.choices.map((c) => [at(c), String(c)]), label: name };
+  }
+  const lo = Math.min(spec.low, ...values);
+  const hi = Math.max(spec.high, ...values);
+  const t = spec.log ? Math.log : (v) => v;
+  const span = t(hi) - t(lo) || 1;
+  const x = (v) => left + ((t(v) - t(lo)) / span) * w;
+  return { x, ticks: [[x(lo), fmtParam(lo)], [x(hi), fmtParam(hi)]], label: spec.log ? `${name} (log scale)` : name };
+}
+
+function drawSweepPlots() {
+  const box = $("#sweep-plots");
+  const sweep = sweepShown;
+  if (!sweep || !sweep.trials.length) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.hidden = false;
+  const scored = sweep.trials.filter((t) => t.value !== null && t.value !== undefined);
+  const yRange = axisRange(scored.map((t) => t.value));
+  const figures = [];
+  const best = sweep.best;
+  // validation accuracy against each searched parameter
+  for (const [name, spec] of Object.entries(spaceOf(sweep))) {
+    const scale = paramScale(name, spec, scored.map((t) => t.params[name]).filter((v) => typeof v === "number"));
+    const plot = plotFrame(`param-${name}`, `validation accuracy by ${name}`, scale.label, yRange, scale.ticks);
+    for (const trial of scored) {
+      const cls = trial.state === "pruned" ? "pt pruned" : best && best.number === trial.number ? "pt best" : "pt";
+      const dot = svg("circle", { cx: scale.x(trial.params[name]), cy: plot.y(trial.value), r: 4, class: cls });
+      dot.append(svg("title", {}, `trial #${trial.number}: ${name} ${fmtParam(trial.params[name])}, ${percent(trial.value)} (${trial.state})`));
+      plot.root.append(dot);
+    }
+    plot.root.dataset.points = String(scored.length);
+    figures.push(plot.figure);
+  }
+  // best so far against trial number (complete trials choose the best)
+  const total = Math.max(sweep.request.trials || 0, ...sweep.trials.map((t) => t.number + 1), 1);
+  const xN = (n) => PLOT.left + (total === 1 ? 0.5 : n / (total - 1)) * (PLOT.width - PLOT.left - PLOT.right);
+  const progress = plotFrame("best", "best validation accuracy so far, by trial number", "trial", yRange,
+    [[xN(0), "0"], [xN(total - 1), String(total - 1)]]);
+  let running = null;
+  const steps = [];
+  for (const trial of [...sweep.trials].sort((a, b) => a.number - b.number)) {
+    if (!TRIAL_FINISHED.has(trial.state)) continue;
+    if (trial.state === "complete" && trial.value !== null) running = running === null ? trial.value : Math.max(running, trial.value);
+    if (running === null) continue;
+    steps.push([xN(trial.number), progress.y(running)]);
+    const dot = svg("circle", { cx: xN(trial.number), cy: progress.y(running), r: 3.5, class: "pt best" });
+    dot.append(svg("title", {}, `after trial #${trial.number}: ${percent(running)}`));
+    progress.root.append(dot);
+  }
+  if (steps.length > 1) {
+    progress.root.prepend(svg("polyline", { class: "step", points: steps.map((p) => p.join(",")).join(" ") }));
+  }
+  progress.root.dataset.points = String(steps.length);
+  figures.push(progress.figure);
+  // the trials' learning curves (validation accuracy per epoch), pruned ones fainter
+  const curves = sweep.trials
+    .filter((t) => t.job_id && trialHistories.has(t.job_id))
+    .map((t) => ({ trial: t, rows: trialHistories.get(t.job_id).rows.filter((r) => r.val_accuracy !== null && r.val_accuracy !== undefined) }))
+    .filter((c) => c.rows.length);
+  const epochs = Math.max(1, ...curves.flatMap((c) => c.rows.map((r) => r.epoch)), (sweep.base && sweep.base.epochs) || 1);
+  const cRange = axisRange(curves.flatMap((c) => c.rows.map((r) => r.val_accuracy)));
+  const xE = (e) => PLOT.left + (epochs === 1 ? 0.5 : (e - 1) / (epochs - 1)) * (PLOT.width - PLOT.left - PLOT.right);
+  const learning = plotFrame("curves", "learning curves: validation accuracy per epoch (pruned: faint)", "epoch", cRange,
+    [[xE(1), "1"], [xE(epochs), String(epochs)]]);
+  for (const { trial, rows } of curves) {
+    const color = CURVE_COLORS[trial.number % CURVE_COLORS.length];
+    const line = svg("polyline", {
+      class: `curve ${trial.state === "pruned" ? "pruned" : ""}`.trim(),
+      stroke: color,
+      points: rows.map((r) => `${xE(r.epoch)},${learning.y(r.val_accuracy)}`).join(" "),
+    });
+    line.dataset.number = String(trial.number);
+    line.append(svg("title", {}, `trial #${trial.number} (${trial.state})`));
+    learning.root.append(line);
+  }
+  learning.root.dataset.curves = String(curves.length);
+  figures.push(learning.figure);
+  box.replaceChildren(...figures);
+}
+
 // ---------------------------------------------------------------- start
 
 buildBars();
@@ -1243,3 +1762,6 @@ setInterval(refreshJobs, 2000);
 setInterval(refreshFeedback, 10000);
 setInterval(refreshModels, 10000);
 setInterval(refreshServing, 5000);
+refreshSweeps();
+setInterval(refreshSweeps, 3000);
+setInterval(() => sweepShown && !SWEEP_FINISHED.has(sweepShown.status) && loadHistories(sweepShown.id), 3000);
