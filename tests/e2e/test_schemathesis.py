@@ -51,7 +51,7 @@ def test_openapi_sweep(tmp_path: Path) -> None:
                     "--checks",
                     CHECKS,
                     "--max-examples",
-                    "5",
+                    "3",
                     "--phases",
                     "examples,coverage,fuzzing",
                     "--seed",

@@ -10,10 +10,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Stack, running_stack
-from tests.procs import wait_until
+from tests.procs import free_port, start_api, stop, wait_until
 from tests.sse import collect
 
 pytestmark = pytest.mark.e2e
@@ -207,6 +208,40 @@ def test_warm_shutdown_mid_sweep_puts_the_trial_back_and_the_sweep_completes(
         assert [row["epoch"] for row in job["history"]] == list(range(1, 41))
     log = (two.logs / "worker.log").read_text()
     assert f"job {paused[0]['id']}: resuming from checkpoint at epoch" in log
+
+
+def test_an_api_killed_mid_sweep_loses_nothing(two: Stack) -> None:
+    """The API holds no sweep state: kill -9 the process a sweep was started through,
+    start another, and the sweep ends with exactly its trials, read through the new one."""
+    port = free_port()
+    api = start_api(two.env, two.logs / "api-doomed.log", port)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as doomed:
+        response = doomed.post(
+            "/sweeps",
+            json={
+                "base": SMALL,
+                "space": {"eta": {"low": 0.01, "high": 0.1}},
+                "trials": 3,
+                "parallel": 2,
+                "pruner": "none",
+                "seed": 11,
+            },
+        )
+        assert response.status_code == 202, response.text
+        sweep_id = response.json()["id"]
+        wait_until(lambda: trial_jobs(two, sweep_id), 30, "a trial queued")
+    api.kill()
+    api.wait(10)
+    port = free_port()
+    api = start_api(two.env, two.logs / "api-again.log", port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as again:
+            stack = Stack(again.base_url, two.redis_url, two.model_dir, two.env, two.logs, again)
+            record = wait_sweep(stack, sweep_id, timeout=120)
+        assert record["status"] == "succeeded", record
+        assert_trials_exactly(record, 3)
+    finally:
+        stop(api)
 
 
 def test_worker_killed_mid_sweep_still_runs_exactly_the_trials(two: Stack) -> None:
