@@ -9,7 +9,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from shared.schemas import EarlyStopping, PromoteOption, Promotion, TrainParams, utcnow
+from shared.schemas import (
+    EarlyStopping,
+    JobStatus,
+    PromoteOption,
+    Promotion,
+    TrainParams,
+    utcnow,
+)
 
 MAX_TRIALS = 200
 MAX_PARALLEL = 32
@@ -34,16 +41,9 @@ class PrunerKind(StrEnum):
     none = "none"
 
 
-class SweepStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (SweepStatus.succeeded, SweepStatus.failed, SweepStatus.cancelled)
+SweepStatus = JobStatus
+"""A sweep moves through the states of a job: queued, running, then one of succeeded,
+failed (every trial failed) or cancelled."""
 
 
 class TrialState(StrEnum):
