@@ -884,6 +884,9 @@ async function refreshModels() {
   );
   renderModels(page.items);
   renderPicker(page.items);
+  const listed = page.items.map((m) => m.id).join();
+  if (ancestryOf && listed !== ancestryListed) showAncestry(ancestryOf); // a model came or went
+  ancestryListed = listed;
   renderAliases();
   await showHistory();
 }
@@ -895,11 +898,18 @@ function renderModels(models) {
     const p = model.params;
     const row = document.createElement("tr");
     row.dataset.id = model.id;
-    row.innerHTML = `<td class="id" title="${model.id}">${short(model.id)}</td><td class="badges"></td>
+    row.innerHTML = `<td class="id"><span class="model-id" title="${model.id}">${short(model.id)}</span></td><td class="badges"></td>
       <td class="when">${when(model.created_at)}</td>
       <td>${percent(model.train_accuracy)}</td><td>${percent(model.test_accuracy)}</td>
       <td>n_hidden ${p.n_hidden}, epochs ${p.epochs}, eta ${p.eta}, minibatches ${p.minibatches}${p.train_size ? `, train_size ${p.train_size}` : ""}</td>
       <td class="downloads"></td><td class="actions"></td>`;
+    if (model.parent_model_id) {
+      // fine-tuned: it descends from its parent (click: the whole ancestry)
+      const parent = button(`← ${short(model.parent_model_id)}`, "link parent", () => showAncestry(model.id));
+      parent.dataset.parent = model.parent_model_id;
+      parent.title = `fine-tuned from model ${model.parent_model_id}: click for its ancestry`;
+      row.querySelector("td.id").append(" ", parent);
+    }
     const badges = row.querySelector(".badges");
     for (const name of model.aliases) {
       const badge = el("span", { className: "badge", textContent: name });
@@ -920,6 +930,8 @@ function renderModels(models) {
       }),
       " ",
       button("errors", "show-errors", () => showModelDetail(model)),
+      " ",
+      button("ancestry", "show-ancestry", () => showAncestry(model.id)),
       " ",
       button("promote…", "promote", () => {
         promoting = promoting && promoting.id === model.id ? null : { id: model.id, name: servingAlias, reason: "" };
@@ -1007,6 +1019,124 @@ async function deleteModel(model) {
   }
   await refreshAll();
 }
+
+// ------------------------------------ a model's ancestry: model → parent → grandparent …
+
+const ANCESTRY_STEPS = 20; // cards read at most: a longer (or looping) chain is cut there
+let ancestryOf = null; // the model whose ancestry is shown
+let ancestryListed = ""; // the listed models' ids when it was last walked
+let ancestrySeq = 0;
+
+function generation(n) {
+  if (n === 0) return "this model";
+  if (n === 1) return "parent";
+  if (n === 2) return "grandparent";
+  if (n === 3) return "great-grandparent";
+  return `${n} generations up`;
+}
+
+function points(a, b) {
+  // the difference of two accuracies in percentage points, as the page shows them
+  const d = 100 * (a - b);
+  return `${d > 0 ? "+" : d < 0 ? "−" : "±"}${Math.abs(d).toFixed(1)} pts`;
+}
+
+function lineageText(card) {
+  if (!card.parent_model_id) return "trained from scratch";
+  const n = card.feedback_count;
+  let text = `fine-tuned from ${short(card.parent_model_id)}${n === null || n === undefined ? "" : ` on ${n} correction${n === 1 ? "" : "s"}`}`;
+  if (card.feedback_accuracy === null || card.feedback_accuracy === undefined) return `${text} (none held out to measure on)`;
+  text += `; held-out corrections: ${percent(card.feedback_accuracy)}`;
+  if (card.parent_feedback_accuracy !== null && card.parent_feedback_accuracy !== undefined) {
+    text += ` vs parent ${percent(card.parent_feedback_accuracy)} (${points(card.feedback_accuracy, card.parent_feedback_accuracy)})`;
+  }
+  return text;
+}
+
+async function walkAncestry(id) {
+  // GET /models/{id}, then its parent's, … : [{id, card}] or a step that ends the walk
+  // ({id, deleted}, {id, cycle}, {id, error}, {id, more}).
+  const steps = [];
+  const seen = new Set();
+  let next = id;
+  while (next) {
+    if (seen.has(next)) {
+      steps.push({ id: next, cycle: true });
+      break;
+    }
+    if (steps.length >= ANCESTRY_STEPS) {
+      steps.push({ id: next, more: true });
+      break;
+    }
+    seen.add(next);
+    try {
+      const card = await api(`/models/${next}`);
+      steps.push({ id: next, card });
+      next = card.parent_model_id;
+    } catch (error) {
+      steps.push(error.message.startsWith("404") ? { id: next, deleted: true } : { id: next, error: error.message });
+      break;
+    }
+  }
+  return steps;
+}
+
+async function showAncestry(id) {
+  const seq = ++ancestrySeq;
+  ancestryOf = id;
+  const box = $("#ancestry");
+  box.hidden = false;
+  box.dataset.model = id;
+  $("#ancestry-model").textContent = short(id);
+  $("#ancestry-model").title = id;
+  $("#ancestry-summary").textContent = "reading the model cards…";
+  const steps = await walkAncestry(id);
+  if (seq !== ancestrySeq) return; // another model was picked meanwhile
+  const body = $("#ancestry-table tbody");
+  body.replaceChildren();
+  steps.forEach((step, n) => {
+    const row = el("tr", {}, el("td", { className: "generation", textContent: generation(n) }));
+    row.dataset.id = step.id;
+    const idCell = el("td", { className: "id", textContent: short(step.id), title: step.id });
+    const card = step.card;
+    if (card) {
+      row.dataset.state = card.parent_model_id ? "fine-tuned" : "root";
+      row.dataset.testAccuracy = String(card.test_accuracy ?? "");
+      row.append(
+        idCell,
+        el("td", { className: "when", textContent: when(card.created_at) }),
+        el("td", { className: "test-acc", textContent: percent(card.test_accuracy) }),
+        el("td", { className: "lineage", textContent: lineageText(card) }),
+      );
+    } else {
+      const why = step.deleted
+        ? "deleted: its card is gone, so the chain ends here"
+        : step.cycle
+          ? `a loop: ${short(step.id)} is already above, the chain ends here`
+          : step.more
+            ? `not read: the page stops after ${ANCESTRY_STEPS} models`
+            : `could not read its card: ${step.error}`;
+      row.dataset.state = step.deleted ? "deleted" : step.cycle ? "cycle" : step.more ? "more" : "error";
+      row.className = "ended";
+      row.append(idCell, el("td", { textContent: "–" }), el("td", { className: "test-acc", textContent: "–" }),
+        el("td", { className: "lineage", textContent: why }));
+    }
+    body.append(row);
+  });
+  const read = steps.filter((s) => s.card).length;
+  const last = steps[steps.length - 1];
+  const chain = steps.map((s) => short(s.id) + (s.deleted ? " (deleted)" : "")).join(" → ");
+  const end = last.card ? `${short(last.id)} was trained from scratch`
+    : last.deleted ? `${short(last.id)} was deleted` : "the walk stopped early";
+  $("#ancestry-summary").textContent = `${chain} (${read} model${read === 1 ? "" : "s"} read; ${end})`;
+  box.dataset.steps = String(steps.length);
+}
+
+$("#ancestry-close").addEventListener("click", () => {
+  ancestryOf = null;
+  ancestrySeq++;
+  $("#ancestry").hidden = true;
+});
 
 function renderPicker(models) {
   const picker = $("#model-picker");
