@@ -1,0 +1,202 @@
+"""The shell examples of docs/api.md, docs/lifecycle.md and docs/sweeps.md, run as a
+reader runs them: ``./scripts/dev``, the README's quick start (which leaves ``$JOB``,
+promoted to ``production``, and ``digit.json``), then each page's blocks marked
+``<!-- example -->``, in order, in one bash process per page, verbatim but for the port.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_readme import readme_block
+from tests.procs import REPO, free_port, mnist_dir, wait_until
+
+pytestmark = pytest.mark.e2e
+
+PAGES = ("api", "lifecycle", "sweeps")
+MARK = "<!-- example -->"
+SERVER_ERRORS = re.compile(r"internal server error|unavailable|unreachable|integrity", re.I)
+
+
+def example_blocks(page: str) -> list[str]:
+    """The page's ```bash blocks preceded by the example mark, in order."""
+    return re.findall(
+        rf"^{MARK}\n```bash\n(.*?)^```", (REPO / "docs" / page).read_text(), re.M | re.S
+    )
+
+
+@dataclass
+class Reader:
+    """The shell of someone who has run ./scripts/dev and the README's quick start."""
+
+    port: int
+    cwd: Path
+    job: str
+    dev_log: Path
+
+    def run(self, page: str) -> tuple[str, list[Any]]:
+        blocks = example_blocks(f"{page}.md")
+        assert blocks, f"docs/{page}.md has no {MARK} blocks"
+        script = "\n".join(blocks).replace("localhost:8000", f"127.0.0.1:{self.port}")
+        done = subprocess.run(
+            # $JOB as the quick start set it in the reader's shell
+            ["bash", "-c", f"set -euo pipefail\nJOB={self.job}\n{script}"],
+            cwd=self.cwd,
+            # the command line's default is http://127.0.0.1:8000, the port replaced here
+            env={**os.environ, "MNIST_URL": f"http://127.0.0.1:{self.port}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        (self.cwd / f"{page}.out").write_text(done.stdout + "\n--- stderr\n" + done.stderr)
+        assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        answers = [
+            json.loads(line)  # a JSON-looking line that does not parse fails here
+            for line in done.stdout.splitlines()
+            if line.startswith(("{", "["))
+        ]
+        for answer in answers:
+            detail = answer.get("detail") if isinstance(answer, dict) else None
+            assert not (isinstance(detail, str) and SERVER_ERRORS.search(detail)), answer
+        return done.stdout, answers
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
+    root = tmp_path_factory.mktemp("docs-examples")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "API_KEY")}
+    env.update(
+        PORT=str(port),
+        VENV=sys.prefix,
+        MODEL_DIR=str(root / "models"),
+        MNIST_DIR=str(mnist_dir()),
+        MNIST_DOWNLOAD="false",
+    )
+    log = root / "dev.log"
+    dev = subprocess.Popen(
+        [str(REPO / "scripts" / "dev")],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _ready(port) or dev.poll() is not None, 60, "scripts/dev")
+        assert dev.poll() is None, log.read_text()
+        (root / ".venv").symlink_to(sys.prefix)
+        quickstart = readme_block("quickstart").replace("localhost:8000", f"127.0.0.1:{port}")
+        done = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + quickstart],
+            cwd=root,
+            env={**os.environ, "MNIST_DIR": str(mnist_dir())},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        job = json.loads((root / "job.json").read_text())["id"]
+        yield Reader(port, root, job, log)
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        dev.wait(30)
+    # no request of any example got a 5xx (uvicorn's access log)
+    failed = re.findall(r'.*HTTP/1\.1" 5\d\d.*', log.read_text())
+    assert not failed, failed
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_every_shell_block_is_marked_or_says_why_not() -> None:
+    for page in PAGES:
+        text = (REPO / "docs" / f"{page}.md").read_text()
+        fences = len(re.findall(r"^```bash$", text, re.M))
+        marked = len(example_blocks(f"{page}.md"))
+        unmarked = fences - marked
+        assert marked >= 1, page
+        # the one block left unmarked (lifecycle's second instance) says it is not run
+        assert unmarked == (1 if page == "lifecycle" else 0), (page, fences, marked)
+        if unmarked:
+            assert "not run by the tests" in " ".join(text.split()), page
+
+
+def test_api_examples(reader: Reader) -> None:
+    out, answers = reader.run("api")
+    live, ready, accepted, jobs, cancel, cancelled, ended = answers[:7]
+    assert live["status"] == "ok"
+    assert ready["status"] == "ok" and ready["serving"]["model_id"] == reader.job
+    assert ready["serving"]["alias"] == "production"
+    assert accepted["status"] == "queued"
+    assert accepted["id"] in [j["id"] for j in jobs["items"]]
+    # the cancel example's answer is the 202 record, not a 409
+    assert "detail" not in cancel and cancel["id"] == accepted["id"], cancel
+    assert cancelled["id"] == accepted["id"] and cancelled["status"] == "cancelled"
+    assert "ended" in ended["detail"] or "already" in ended["detail"], ended
+    one, batch, png, jpg = answers[7:11]
+    assert one["label"] == 7 and one["alias"] == "production" and one["model_id"] == reader.job
+    assert len(batch["labels"]) == 2 and batch["model_id"] == reader.job
+    assert png["label"] == 7 and len(png["pixels"]) == 28 and png["model_id"] == reader.job
+    assert jpg["label"] == 7 and jpg["model_id"] == reader.job and jpg["alias"] is None
+    assert len(answers) == 11, answers[11:]
+    # the event stream of the quick start's job: 20 epochs, then end
+    assert len(re.findall(r"^event: epoch", out, re.M)) == 20, out
+    assert re.search(r"^event: end", out, re.M), out
+
+
+def test_lifecycle_examples(reader: Reader) -> None:
+    out, answers = reader.run("lifecycle")
+    new, challenger, moved, rolled_back, aliases, gated, promotion = answers[:7]
+    assert challenger["name"] == "challenger" and challenger["model_id"] == new["id"]
+    assert moved["name"] == "production" and moved["model_id"] == new["id"]
+    # the rollback example returns the earlier model
+    assert rolled_back["model_id"] == reader.job, rolled_back
+    assert rolled_back["history"][0]["source"] == "rollback"
+    assert {a["name"]: a["model_id"] for a in aliases["items"]} == {
+        "production": reader.job,
+        "challenger": new["id"],
+    }
+    assert gated["status"] == "queued"
+    assert promotion["alias"] == "production" and promotion["promoted"] is False, promotion
+    assert promotion["incumbent_model_id"] == reader.job
+    refused, unknown, imported, exists = answers[7:11]
+    assert "challenger" in refused["detail"], refused
+    assert re.findall(r"^\d{3}$", out, re.M) == ["204", "204"], out
+    assert "not found" in unknown["detail"] or new["id"] in unknown["detail"], unknown
+    assert imported["id"] == new["id"] and imported["imported_from"] == "backup", imported
+    assert "exists" in exists["detail"], exists
+    assert len(answers) == 11, answers[11:]
+    assert (reader.cwd / "model.onnx").stat().st_size > 0
+
+
+def test_sweeps_examples(reader: Reader) -> None:
+    out, answers = reader.run("sweeps")
+    accepted, sweep, long_sweep, cancelled, ended = answers[:5]
+    assert sweep["id"] == accepted["id"] and sweep["status"] == "succeeded", sweep
+    assert len(sweep["trials"]) == 4 and sweep["best"] is not None
+    assert sweep["promotion"]["alias"] == "production"
+    assert re.search(r"^event: end", out, re.M), out
+    # the cancel example's answer is the sweep record (202), then a 409 for the ended one
+    assert cancelled["id"] == long_sweep["id"] and "detail" not in cancelled, cancelled
+    assert "already succeeded" in ended["detail"], ended
+    # the command line's sweep ended, and its live table and summary printed
+    assert re.search(r"^sweep \S+ succeeded in [\d.]+ s: best trial", out, re.M), out
+    early_accepted, early = answers[5:7]
+    assert early_accepted["status"] == "queued"
+    assert early["status"] == "succeeded" and early["stopped_at_epoch"] is not None, early
+    assert early["stopped_at_epoch"] < 100 and early["best_epoch"] <= early["stopped_at_epoch"]
+    assert len(answers) == 7, answers[7:]
