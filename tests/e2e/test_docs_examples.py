@@ -1,4 +1,4 @@
-"""The shell examples of docs/api.md, docs/lifecycle.md and docs/sweeps.md, run as a
+"""The shell examples of docs/api.md, lifecycle.md, sweeps.md and feedback.md, run as a
 reader runs them: ``./scripts/dev``, the README's quick start (which leaves ``$JOB``,
 promoted to ``production``, and ``digit.json``), then each page's blocks marked
 ``<!-- example -->``, in order, in one bash process per page, verbatim but for the port.
@@ -23,7 +23,7 @@ from tests.procs import REPO, free_port, mnist_dir, wait_until
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ("api", "lifecycle", "sweeps")
+PAGES = ("api", "lifecycle", "sweeps", "feedback")
 MARK = "<!-- example -->"
 SERVER_ERRORS = re.compile(r"internal server error|unavailable|unreachable|integrity", re.I)
 
@@ -199,4 +199,25 @@ def test_sweeps_examples(reader: Reader) -> None:
     assert early_accepted["status"] == "queued"
     assert early["status"] == "succeeded" and early["stopped_at_epoch"] is not None, early
     assert early["stopped_at_epoch"] < 100 and early["best_epoch"] <= early["stopped_at_epoch"]
+    assert len(answers) == 7, answers[7:]
+
+
+def test_feedback_examples(reader: Reader) -> None:
+    out, answers = reader.run("feedback")
+    first, again, picture, listed, stats, one, finetune = answers[:7]
+    assert first["label"] == 7 and first["predicted"] == 1 and first["model_id"] == reader.job
+    assert again["id"] == first["id"]  # the same image and label: no duplicate
+    assert picture["label"] == 7 and picture["id"] != first["id"]
+    assert {item["id"] for item in listed["items"]} >= {first["id"], picture["id"]}
+    assert stats["total"] == 2 and stats["by_label"]["7"] == 2, stats
+    assert one["id"] == first["id"] and len(one["pixels"]) in (28, 784)
+    assert re.findall(r"^\d{3}$", out, re.M) == ["204"], out  # the moderation delete
+    assert (reader.cwd / "fix.png").read_bytes().startswith(b"\x89PNG")
+    assert finetune["status"] == "queued"
+    recipe = httpx.get(f"http://127.0.0.1:{reader.port}/jobs/{finetune['id']}").json()
+    assert recipe["init_model"] == "production" and recipe["feedback_weight"] == 50
+    # the command line: a correction (the picture again: already saved), the list, a fine-tune
+    assert len(re.findall(rf"^correction {picture['id']} already saved: a 7$", out, re.M)) == 2
+    assert re.search(r"^per digit \(1 in all\)", out, re.M), out  # one left after the delete
+    assert re.search(r"^job \S+ queued: fine-tuning production", out, re.M), out
     assert len(answers) == 7, answers[7:]
