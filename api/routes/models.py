@@ -73,8 +73,9 @@ def download_model(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Re
         payload,
         media_type=NPZ,
         headers={
-            "Content-Disposition": f'attachment; filename="{model_id}.npz"',
-            "ETag": f'"{info.sha256}"',
+            # a UUID and ".npz" are token characters: no quotes needed
+            "Content-Disposition": f"attachment; filename={model_id}.npz",
+            "ETag": info.sha256,  # the card's sha256, as is
         },
     )
 
@@ -99,7 +100,7 @@ def export_onnx(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Respo
     return Response(
         payload,
         media_type=ONNX,
-        headers={"Content-Disposition": f'attachment; filename="{model_id}.onnx"'},
+        headers={"Content-Disposition": f"attachment; filename={model_id}.onnx"},
     )
 
 

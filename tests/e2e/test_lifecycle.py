@@ -126,8 +126,9 @@ def test_download_onnx_and_import_into_another_instance(
     download = stack.http.get(f"/models/{model_id}/download")
     assert download.status_code == 200
     assert hashlib.sha256(download.content).hexdigest() == card["sha256"]
-    assert download.headers["etag"].strip('"') == card["sha256"]
-    assert f"{model_id}.npz" in download.headers["content-disposition"]
+    assert download.headers["etag"] == card["sha256"]
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == f"attachment; filename={model_id}.npz"
 
     images = np.asarray(mnist_data.test_images[:1000], dtype=np.float32)
     expected = stack.http.post(
