@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import PageDep, RegistryDep, StoreDep, require_api_key
+from api.deps import JobsDep, PageDep, RegistryDep, StoreDep, require_api_key
 from api.errors import REDIS_DOWN, ValidationErrors
 from shared import onnx_export
 from shared.registry import ModelInUse, ModelNotFound, model_info
@@ -46,11 +46,23 @@ def get_model(model_id: UUID, registry: RegistryDep) -> ModelInfo:
     "/{model_id}",
     status_code=204,
     dependencies=[Depends(require_api_key)],
-    responses={**UNKNOWN, **KEY, 409: {"model": ErrorBody, "description": "Aliases use it."}},
+    responses={
+        **UNKNOWN,
+        **KEY,
+        409: {
+            "model": ErrorBody,
+            "description": "Aliases use it, or an active job starts from it.",
+        },
+    },
 )
-def delete_model(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Response:
+def delete_model(model_id: UUID, registry: RegistryDep, store: StoreDep, jobs: JobsDep) -> Response:
     """Remove the model's files, then its registry entry; refused while an alias points
-    at it (the detail names the aliases)."""
+    at it (the detail names the aliases) or a queued or running job starts from it."""
+    starting = [str(job.id) for job in jobs.active() if job.init_model_id == model_id]
+    if starting:
+        raise HTTPException(
+            409, f"model {model_id} is where job(s) {', '.join(starting)} start from"
+        )
     try:
         registry.delete_model(model_id, store)
     except ModelNotFound:

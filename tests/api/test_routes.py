@@ -16,7 +16,7 @@ from shared.keys import Keys
 from shared.mnist import Mnist
 from shared.model_index import ModelIndex
 from shared.registry import ModelRegistry, model_info
-from shared.schemas import JobStatus, utcnow
+from shared.schemas import Job, JobStatus, TrainParams, utcnow
 from shared.store import ModelStore
 from tests import models
 from tests.api.conftest import images
@@ -325,3 +325,14 @@ def test_a_planted_file_that_is_not_a_model_never_stops_the_api(settings: Settin
         assert [m["id"] for m in listed["items"]] == [str(good)]
         answer = client.post("/predict", json={"pixels": [0] * 784})
         assert answer.status_code == 200 and answer.json()["model_id"] == str(good)
+
+
+def test_a_model_an_active_job_starts_from_is_not_deleted(
+    client: TestClient, trained: uuid.UUID, jobs: JobStore
+) -> None:
+    child = Job(id=uuid.uuid4(), params=TrainParams(epochs=1), epochs=1, init_model_id=trained)
+    jobs.create(child, 100)
+    refused = client.delete(f"/models/{trained}")
+    assert refused.status_code == 409 and str(child.id) in refused.json()["detail"]
+    jobs.finish(child.id, JobStatus.cancelled)
+    assert client.delete(f"/models/{trained}").status_code == 204
