@@ -71,6 +71,15 @@ def test_a_sweep_from_the_page_to_promote_best(page: "sync_api.Page", stack: Sta
     assert record["base"]["epochs"] == 3 and record["base"]["minibatches"] == 20
     assert record["request"]["space"]["eta"]["log"] is True
     listed = page.locator(f'#sweeps tbody tr[data-id="{sweep_id}"]')
+    # the list refreshes every 3 s: it reads "succeeded" at its next refresh at the latest
+    page.wait_for_function(
+        """id => {
+          const row = document.querySelector(`#sweeps tbody tr[data-id="${id}"]`);
+          return row !== null && row.cells[1].textContent === "succeeded";
+        }""",
+        arg=sweep_id,
+        timeout=15_000,
+    )
     assert listed.locator("td").nth(1).inner_text() == "succeeded"
     assert listed.locator("td").nth(2).inner_text() == "4/4"
     # by trial number at first; a click on "val acc" sorts ascending, another descending
