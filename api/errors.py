@@ -2,10 +2,12 @@
 
 import logging
 import math
-from typing import Any
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from shared.redisdb.client import NotReplicated
+from shared.schemas.common import ErrorBody
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +28,72 @@ class ValidationErrors(BaseModel):
     detail: list[dict[str, Any]]
 
 
-BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+Responses = dict[int | str, dict[str, Any]]
+"""A route's ``responses=``: what OpenAPI documents beside its success."""
+T = TypeVar("T")
+
+
+def errors(*parts: Mapping[int | str, str | dict[str, Any]]) -> Responses:
+    """``responses=`` from tables merged in order, where a bare description stands for
+    an :class:`ErrorBody` answer: every error of this API has that body."""
+    return {
+        code: {"model": ErrorBody, "description": doc} if isinstance(doc, str) else doc
+        for part in parts
+        for code, doc in part.items()
+    }
+
+
+BODY_ERRORS: Responses = {
     400: {"description": "The body is not decodable (e.g. invalid UTF-8)."},
+    408: {"description": "The body did not arrive within BODY_TIMEOUT_SECONDS."},
     413: {"description": "The body is larger than MAX_BODY_BYTES."},
 }
 """Documented on every route that reads a JSON body."""
 
-REDIS_DOWN: dict[int | str, dict[str, Any]] = {
+REDIS_DOWN: Responses = {
     503: {"description": "Redis is unreachable; retry after the Retry-After header's seconds."}
 }
 """Documented on every router that reads or writes Redis."""
+
+NEEDS_KEY = errors({401: "API_KEY is set and was not given."})
+"""Documented on every route behind ``require_api_key``."""
+READ_KEY = errors({401: "PROTECT_PREDICT is set and no API key given."})
+"""Documented on every route behind ``require_key_for_reads``."""
+
+
+def found(value: T | None, detail: str) -> T:
+    """``value``, or a 404 with ``detail`` when the store had nothing."""
+    if value is None:
+        raise HTTPException(404, detail)
+    return value
+
+
+class http_errors:  # lower case: it reads as a function, ``with http_errors(...)``
+    """Answer the errors of the shared layer that a route expects with their HTTP status.
+
+    ``with http_errors({AliasNotFound: (404, "alias x not found"), NoRollback: 409}):``
+    a bare status answers the error's own text, and an error not listed passes. The
+    answer says all the client needs, so the cause is not chained. A class, not a
+    ``@contextmanager``: its ``__exit__`` never swallows, so type checkers know that a
+    ``return`` inside the block ends the function.
+    """
+
+    def __init__(
+        self, answers: Mapping[type[Exception] | tuple[type[Exception], ...], int | tuple[int, str]]
+    ) -> None:
+        self.answers = answers
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for kinds, answer in self.answers.items():
+            if isinstance(exc, kinds):
+                status, detail = answer if isinstance(answer, tuple) else (answer, str(exc))
+                raise HTTPException(status, detail) from None
+
 
 MAX_ECHO = 200
 """Longest ``input`` echoed back in a validation error, in characters."""
@@ -119,6 +180,25 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": jsonable_encoder(validation_errors(exc))}, status_code=422)
+
+    @app.exception_handler(redis.exceptions.OutOfMemoryError)
+    async def redis_full(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.error("%s %s: redis is out of memory: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "the job store (Redis) is full: nothing more can be written for now"},
+            status_code=507,
+        )
+
+    @app.exception_handler(NotReplicated)
+    async def not_replicated(request: Request, exc: NotReplicated) -> JSONResponse:
+        """REDIS_MIN_REPLICAS: the write was not confirmed in time, so it was not kept
+        (undone, or kept where a retry finds it again): retry."""
+        log.warning("%s %s: not confirmed by the replicas: %s", request.method, request.url, exc)
+        return JSONResponse(
+            {"detail": "the write was not confirmed by Redis's replicas in time; try again"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(redis.RedisError)
     async def redis_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:

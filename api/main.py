@@ -1,5 +1,6 @@
 """The FastAPI app: ``uvicorn api.main:app``."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,10 +10,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, metrics, web
-from api.limits import BodySizeLimit
+from api.canary import Traffic
+from api.drift import DriftRecorder
+from api.limits import BodyBudget, BodyLimits
 from api.routes import (
     aliases,
+    canary,
     dataset,
+    drift,
     events,
     feedback,
     health,
@@ -23,17 +28,12 @@ from api.routes import (
     sweeps,
 )
 from api.serving import ModelCache, Server
-from shared.config import Settings, get_settings
-from shared.feedback import Corrections
-from shared.jobstore import JobStore
-from shared.keys import Keys
+from shared.artifacts.base import StoreUnavailable
+from shared.config import InvalidSettings, Settings, get_settings
 from shared.logs import configure_logging
-from shared.model_index import ModelIndex
-from shared.queue import TRAIN_TASK, make_celery
-from shared.redis_conn import connect
-from shared.registry import ModelRegistry
-from shared.store import ModelStore
-from shared.sweeps import Sweeper
+from shared.redisdb.client import RedisTarget
+from shared.registry.index import ModelIndex
+from shared.services import Misconfigured, Services
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,18 @@ Train the NumPy multi-layer perceptron of Raschka's *Python Machine Learning*
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    services = Services.connect(settings)
+    services.preflight()  # Misconfigured: no API that cannot work
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.model_dir.mkdir(parents=True, exist_ok=True)
         try:
-            app.state.registry.rebuild(app.state.store)
-        except redis.RedisError as exc:
+            services.models.rebuild()
+        except (redis.RedisError, StoreUnavailable) as exc:  # the workers rebuild it later
             log.warning("could not rebuild the model registry at start-up: %s", exc)
         try:
-            app.state.feedback.rebuild()
-        except redis.RedisError as exc:
+            services.corrections.rebuild()
+        except (redis.RedisError, StoreUnavailable) as exc:
             log.warning("could not rebuild the feedback index at start-up: %s", exc)
         if settings.api_key is None:
             log.warning("API_KEY is not set: anyone who can reach this API can queue jobs")
@@ -69,14 +70,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("API key required for changes; for predictions %s", predictions)
         # redis.asyncio connections belong to the event loop that made them: this one
         index = app.state.model_index = ModelIndex.from_url(
-            settings.redis_url, keys, settings.serving_alias
+            RedisTarget.of(settings), services.keys, settings.serving_alias
         )
-        app.state.server = Server(index, app.state.registry, app.state.models)
+        index.listeners.append(app.state.cache.hear)
+        app.state.server = Server(index, services.registry, app.state.cache)
         await _log_serving(index)
         index.follow()
+        app.state.drift.start()
+        app.state.traffic.start()
         yield
+        app.state.drift.stop()
+        await asyncio.to_thread(app.state.traffic.stop)  # the counts left go to Redis
         await index.aclose()
-        client.close()
+        services.close()
 
     app = FastAPI(
         title="mnist-service",
@@ -85,27 +91,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    keys = Keys(settings.key_prefix)
-    client = connect(settings.redis_url)
-    app.state.jobs = JobStore(client, keys)
-    app.state.registry = ModelRegistry(client, keys)
-    app.state.store = ModelStore(settings.model_dir)
-    app.state.models = ModelCache(app.state.store, settings.model_cache_size)
-    app.state.feedback = Corrections.connect(
-        client, keys, settings.feedback_root, settings.feedback_max
-    )
-    app.state.queue = make_celery(settings, main="api")
-    app.state.sweeps = Sweeper(
-        client,
-        keys,
-        settings.redis_url,
-        send=lambda job_id: app.state.queue.send_task(
-            TRAIN_TASK, args=[str(job_id)], task_id=str(job_id)
-        ),
+    app.state.services = services
+    app.state.cache = ModelCache(services.models, settings.model_cache_size)
+    app.state.drift = DriftRecorder(services.drift.windows)  # served inputs, to Redis
+    app.state.traffic = Traffic(
+        services.models.splits,
+        services.registry,
+        app.state.cache,
+        settings.shadow_queue_images,
+        settings.canary_flush_seconds,
     )
 
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.body_budget = BodyBudget(settings.body_bytes_in_flight)  # this process's
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        budget=app.state.body_budget,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -120,7 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predict,
         images,
         models,
+        drift,
         aliases,
+        canary,
         dataset,
         health,
         feedback,
@@ -128,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     web.install(app)  # the page at / and its files under /static
     metrics.install(app)  # last: its middleware is the outermost, so it sees every request
+    app.state.traffic.on_dropped = app.state.metrics.shadow_dropped.inc
     return app
 
 
@@ -150,4 +157,14 @@ async def _log_serving(index: ModelIndex) -> None:
         )
 
 
-app = create_app()
+def _app() -> FastAPI:
+    """``uvicorn api.main:app``: a process that cannot work as configured stops at once
+    with one line saying why (a setting that cannot work, a misconfigured artifact
+    store, an evicting Redis)."""
+    try:
+        return create_app()
+    except (InvalidSettings, Misconfigured) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+app = _app()

@@ -7,15 +7,19 @@ Two kinds of numbers:
   ``mnist_http_requests_total`` and ``mnist_http_request_duration_seconds`` per
   method and route *template* (``/jobs/{job_id}``, never a raw path; unmatched
   paths are ``<unmatched>``), ``mnist_predictions_total`` (images classified, per
-  endpoint), ``mnist_event_streams`` (open ``/jobs/{id}/events`` streams),
+  endpoint, alias served through and side of its split), ``mnist_shadow_dropped_total``
+  (images a shadow candidate did not see: the queue was full), ``mnist_event_streams``
+  (open ``/jobs/{id}/events`` streams),
   ``mnist_rejected_requests_total{reason}`` (requests refused at a limit, see
-  :data:`REJECT_REASONS`), and the standard ``process_*`` metrics.
+  :data:`REJECT_REASONS`), ``mnist_request_body_bytes_in_flight`` (what the
+  ``MAX_BODY_BYTES_IN_FLIGHT`` budget holds), and the standard ``process_*`` metrics.
 - **The whole service**, read from Redis at scrape time by :class:`JobsCollector`,
   so every API process reports the same values and the worker's training reaches
   Prometheus without a pushgateway: ``mnist_jobs{status}``, ``mnist_queue_depth``
   (messages waiting in the Celery queue), ``mnist_training_epochs_total`` and the
   histogram ``mnist_epoch_duration_seconds`` (from the history rows the worker
-  writes after every epoch), ``mnist_models``, and ``mnist_redis_up``.
+  writes after every epoch), ``mnist_models``, and ``mnist_redis_up``; input drift's
+  ``mnist_input_drift_psi{model_id,feature}`` (api/drift_metrics.py).
 
 Finished jobs never change, so the collector caches what it derived from them and
 reads only new and active jobs at each scrape.
@@ -24,9 +28,10 @@ reads only new and active jobs at each scrape.
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import numpy as np
 import redis
@@ -51,11 +56,13 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import require_api_key_for_metrics
+from api.canary_metrics import SplitsCollector
+from api.deps import require_key_for_metrics
+from api.drift_metrics import DriftCollector
 from api.sweep_metrics import SweepsCollector
-from shared.keys import Keys
-from shared.queue import QUEUE
-from shared.schemas import AliasChange, AliasSummary, EpochRecord, ErrorBody, Job, JobStatus
+from shared.schemas.common import ErrorBody
+from shared.schemas.jobs import EpochRecord, JobStatus
+from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +70,11 @@ EPOCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 """Upper bounds (seconds) of the epoch-duration histogram: tiny test runs to the
 full training set with a wide hidden layer."""
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
-PRIORITY_STEPS = (0, 3, 6, 9)
-"""Kombu's Redis transport keeps one list per priority step (``<queue>\\x06\\x16<n>``)."""
 UNMATCHED = "<unmatched>"
 REJECT_REASONS = {
     "body": "413: a body above MAX_BODY_BYTES (api/limits.py)",
+    "body_timeout": "408: a body not received within BODY_TIMEOUT_SECONDS (api/limits.py)",
+    "body_budget": "503: a body beyond MAX_BODY_BYTES_IN_FLIGHT of bodies held at once",
     "image_size": "413: an image above its byte, pixel or side limits (api/imaging.py)",
     "image_type": "415: an upload Pillow cannot read as an image",
     "job_memory": "422: a job whose estimated memory is above JOB_MEMORY_LIMIT_MB",
@@ -98,12 +105,12 @@ class _JobFacts:
 
 
 class JobsCollector:
-    """Service-wide numbers from the job records and history in Redis, per scrape."""
+    """Service-wide numbers from the job records and history in Redis, per scrape, read
+    through the stores' own read methods."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.redis = client
-        self.keys = keys
-        self._facts: dict[str, _JobFacts] = {}
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._facts: dict[UUID, _JobFacts] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> list[Metric]:
@@ -111,59 +118,25 @@ class JobsCollector:
 
     def _refresh(self) -> None:
         """Bring the per-job facts up to date with Redis."""
-        client = self.redis
-        ids = [str(i) for i in client.zrange(self.keys.jobs(), 0, -1)]
-        present = set(ids)
-        for gone in set(self._facts) - present:  # Redis lost or expired them
+        jobs = self.services.jobs
+        ids = jobs.ids()
+        for gone in set(self._facts) - set(ids):  # Redis lost or expired them
             del self._facts[gone]
         todo = [i for i in ids if i not in self._facts or not self._facts[i].status.finished]
         for start in range(0, len(todo), 200):
             chunk = todo[start : start + 200]
-            with client.pipeline(transaction=False) as pipe:
-                for job_id in chunk:
-                    facts = self._facts.get(job_id)
-                    pipe.get(self.keys.job(job_id))
-                    pipe.lrange(self.keys.job_history(job_id), facts.rows if facts else 0, -1)
-                replies = pipe.execute()
-            for job_id, raw, rows in zip(chunk, replies[::2], replies[1::2], strict=True):
-                if not raw:
+            wanted = [(i, self._facts[i].rows if i in self._facts else 0) for i in chunk]
+            for job_id, (job, rows) in zip(chunk, jobs.progress_many(wanted), strict=True):
+                if job is None:  # gone, or a record that does not read: not counted
                     self._facts.pop(job_id, None)
                     continue
-                job = Job.model_validate_json(raw)
                 facts = self._facts.get(job_id)
-                if facts is None:
+                if facts is None or job.epoch < facts.rows:  # new, or a resumed run cut back
                     facts = _JobFacts(job.status)
-                elif job.epoch < facts.rows:  # a resumed run cut its history back: recount
-                    facts = _JobFacts(job.status)
-                    rows = client.lrange(self.keys.job_history(job_id), 0, -1)
+                    rows = jobs.progress(job_id, 0)[1]
                 facts.status = job.status
-                facts.add(EpochRecord.model_validate_json(row) for row in rows)
+                facts.add(rows)
                 self._facts[job_id] = facts
-
-    def _queue_depth(self) -> int:
-        base = self.keys.celery_queue(QUEUE)
-        names = [base if step == 0 else f"{base}\x06\x16{step}" for step in PRIORITY_STEPS]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.llen(name)
-            return sum(pipe.execute())
-
-    def _aliases(self) -> list[tuple[AliasSummary, list[AliasChange]]]:
-        summaries = sorted(
-            (
-                AliasSummary.model_validate_json(raw)
-                for raw in self.redis.hgetall(self.keys.aliases()).values()
-            ),
-            key=lambda alias: alias.name,
-        )
-        with self.redis.pipeline(transaction=False) as pipe:
-            for summary in summaries:
-                pipe.lrange(self.keys.alias_history(summary.name), 0, -1)
-            histories = pipe.execute() if summaries else []
-        return [
-            (summary, [AliasChange.model_validate_json(row) for row in rows])
-            for summary, rows in zip(summaries, histories, strict=True)
-        ]
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mnist_redis_up", "1 if Redis answered this scrape, else 0.")
@@ -171,9 +144,9 @@ class JobsCollector:
             with self._lock:
                 self._refresh()
                 facts = list(self._facts.values())
-            depth = self._queue_depth()
-            models = self.redis.zcard(self.keys.models())
-            aliases = self._aliases()
+            depth = self.services.queue.depth()
+            models = self.services.registry.count()
+            aliases = self.services.models.aliases.alias_histories()
         except redis.RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -195,7 +168,8 @@ class JobsCollector:
         serving = InfoMetricFamily("mnist_alias", "The model each alias points at.")
         changes = CounterMetricFamily(
             "mnist_alias_changes",
-            "Alias changes by alias and source (api, rollback, gate), from the kept history.",
+            "Alias changes by alias and source (api, rollback, gate, canary: a promoted or "
+            "aborted split), from the kept history.",
             labels=["alias", "source"],
         )
         for summary, history in aliases:
@@ -224,7 +198,9 @@ class JobsCollector:
 class Metrics:
     """The metrics of one app (its own registry, so several apps can live in a process)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, services: Services, body_bytes_in_flight: Callable[[], float] = lambda: 0
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mnist_http_requests",
@@ -241,8 +217,16 @@ class Metrics:
         )
         self.predictions = Counter(
             "mnist_predictions",
-            "Images classified, by endpoint.",
-            ["endpoint"],
+            "Images classified, by endpoint, the alias they were served through (empty: "
+            "by model_id, or the newest model) and the side of its split that answered "
+            "(primary, or canary).",
+            ["endpoint", "alias", "variant"],
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "mnist_shadow_dropped",
+            "Images a shadow candidate did not predict: this process's shadow queue was "
+            "full (SHADOW_QUEUE_IMAGES), or the candidate could not be loaded.",
             registry=self.registry,
         )
         self.event_streams = Gauge(
@@ -250,20 +234,30 @@ class Metrics:
         )
         self.rejected = Counter(
             "mnist_rejected_requests",
-            "Requests refused at a limit, by reason: body (413), image_size (413), "
-            "image_type (415), job_memory (422), queue (429). Headers above the HTTP "
+            "Requests refused at a limit, by reason: body (413), body_timeout (408), "
+            "body_budget (503), image_size (413), image_type (415), job_memory (422), "
+            "queue (429). Headers above the HTTP "
             "parser's 16 KiB limit are refused before the app and not counted.",
             ["reason"],
             registry=self.registry,
         )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # present (0) before the first refusal
+        self.body_bytes = Gauge(
+            "mnist_request_body_bytes_in_flight",
+            "Bytes of request bodies above 16 KiB this process holds, counted against "
+            "MAX_BODY_BYTES_IN_FLIGHT (api/limits.py).",
+            registry=self.registry,
+        )
+        self.body_bytes.set_function(body_bytes_in_flight)
         for endpoint in ("/predict", "/predict/image"):
-            self.predictions.labels(endpoint)  # present (0) before the first prediction
+            self.predictions.labels(endpoint, "", "primary")  # 0 before the first prediction
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.registry.register(JobsCollector(client, keys))
-        self.registry.register(SweepsCollector(client, keys))  # api/sweep_metrics.py
+        self.registry.register(JobsCollector(services))
+        self.registry.register(SweepsCollector(services.sweeps))  # api/sweep_metrics.py
+        self.registry.register(DriftCollector(services.drift))  # api/drift_metrics.py
+        self.registry.register(SplitsCollector(services.models.splits))  # api/canary_metrics.py
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -309,11 +303,11 @@ class MetricsMiddleware:
             self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
 
 
-def count_predictions(n: int, endpoint: str) -> None:
+def count_predictions(n: int, endpoint: str, alias: str | None, variant: str) -> None:
     """Called by the predict routes; a no-op outside a request of an app with metrics."""
     metrics = _current.get()
     if metrics is not None:
-        metrics.predictions.labels(endpoint).inc(n)
+        metrics.predictions.labels(endpoint, alias or "", variant).inc(n)
 
 
 def count_rejected(reason: str) -> None:
@@ -329,7 +323,7 @@ def current() -> "Metrics | None":
     return _current.get()
 
 
-router = APIRouter(tags=["health"], dependencies=[Depends(require_api_key_for_metrics)])
+router = APIRouter(tags=["health"], dependencies=[Depends(require_key_for_metrics)])
 
 
 @router.get(
@@ -348,6 +342,7 @@ def metrics(request: Request) -> Response:
 
 def install(app: FastAPI) -> None:
     """Metrics for ``app``: ``app.state.metrics``, the middleware and ``GET /metrics``."""
-    app.state.metrics = Metrics(app.state.registry.redis, app.state.registry.keys)
+    budget = getattr(app.state, "body_budget", None)  # api/limits.py's, when installed
+    app.state.metrics = Metrics(app.state.services, lambda: budget.used if budget else 0)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(router)

@@ -15,7 +15,8 @@ import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from shared.schemas import IMAGE_SIDE, N_PIXELS, PREDICT_BATCH_MAX, PredictRequest
+from shared.schemas.common import IMAGE_SIDE, N_PIXELS
+from shared.schemas.predict import PREDICT_BATCH_MAX, PredictRequest
 
 FIELDS = frozenset(PredictRequest.model_fields)
 IMAGE_SHAPES = ((N_PIXELS,), (IMAGE_SIDE, IMAGE_SIDE))

@@ -3,37 +3,21 @@
 same: ``mnist_sweeps{status}`` and ``mnist_sweep_trials{state}`` (trials of every
 sweep in Redis; queued and running read from the trials' job records)."""
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 
-import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from shared.keys import Keys
-from shared.sweep_schemas import SweepStatus, TrialState
-from shared.sweeps import SweepStore, live_view
-
-log = logging.getLogger(__name__)
+from api.scraped import Scraped
+from shared.schemas.sweeps import SweepPublic, SweepStatus, TrialState
+from shared.sweeps.sweeper import Sweeper
 
 
-class SweepsCollector:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.redis = client
-        self.keys = keys
+class SweepsCollector(Scraped[list[SweepPublic]]):
+    def __init__(self, sweeps: Sweeper) -> None:
+        super().__init__("sweeps", lambda: [sweeps.view(s) for s in sweeps.store.all_sweeps()])
 
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            sweeps = [
-                live_view(self.redis, self.keys, sweep)
-                for sweep in SweepStore(self.redis, self.keys).all_sweeps()
-            ]
-        except redis.RedisError as exc:  # mnist_redis_up (JobsCollector) says so
-            log.warning("metrics: sweeps unavailable: %s", exc)
-            return
+    def families(self, sweeps: list[SweepPublic]) -> Iterator[Metric]:
         statuses = Counter(sweep.status for sweep in sweeps)
         states = Counter(trial.state for sweep in sweeps for trial in sweep.trials)
         by_status = GaugeMetricFamily(

@@ -1,16 +1,37 @@
-"""The web page at ``/``: plain HTML, CSS and JavaScript from ``api/static`` (no build step)."""
+"""The web page at ``/``: plain HTML, CSS and JavaScript modules from ``api/static``
+(no build step; ``main.js`` says which module follows which resource)."""
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
-from shared.schemas import Preset, with_preset
+from shared.schemas.params import Preset, with_preset
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 router = APIRouter()
+
+
+class RevalidatedFiles(StaticFiles):
+    """Static files a browser asks about again before each use (a 304 while unchanged):
+    the page is modules that import each other, and an old module kept by a cache's
+    guess beside a new one would break it after an upgrade."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 @router.get("/", include_in_schema=False)
@@ -34,4 +55,4 @@ def presets() -> dict[str, dict[str, object]]:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", RevalidatedFiles(directory=STATIC), name="static")

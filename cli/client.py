@@ -9,9 +9,11 @@ reconnecting (with ``Last-Event-ID``) if the connection drops.
 import json
 import time
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from typing import Any
 
 import httpx
+import typer
 
 
 class ApiError(Exception):
@@ -31,6 +33,14 @@ def _detail(response: httpx.Response) -> str:
             parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', error)}")
         detail = "; ".join(parts)
     return " ".join(str(detail).split())
+
+
+def given(options: dict[str, object]) -> dict[str, Any]:
+    """The options the user gave (the unset ones are ``None``) as a JSON body takes them:
+    an enum as its value. What is left out, the server's defaults or preset fill in."""
+    return {
+        k: (v.value if isinstance(v, StrEnum) else v) for k, v in options.items() if v is not None
+    }
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str, str | None]]:
@@ -147,3 +157,9 @@ class Api:
             if failures > retries:
                 raise ApiError(f"lost the event stream of job {job_id} ({retries} retries)")
             time.sleep(min(2.0, 0.25 * 2**failures))
+
+
+def api_of(ctx: typer.Context) -> Api:
+    """The client the ``mnist`` callback made for this invocation."""
+    api: Api = ctx.obj
+    return api

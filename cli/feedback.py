@@ -13,23 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.client import Api, ApiError
-from cli.console import out
+from cli.client import Api, ApiError, api_of
+from cli.console import AsJson, out, percent
 
 # The README's recommended recipe ("Learning from corrections").
 EPOCHS, ETA, WEIGHT, MIN_GAIN = 3, 0.005, 50, 0.01
 
 Follow = Callable[[Api, str], dict[str, Any]]
 Summary = Callable[[dict[str, Any]], None]
-
-
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
-    return api
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def feedback(
@@ -55,10 +46,10 @@ def feedback(
     ] = None,
     limit: Annotated[int, typer.Option(help="With list: how many (newest first).")] = 20,
     offset: Annotated[int, typer.Option(help="With list: how many to skip.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Send a correction (FILE --label N) or list the corrections (list)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     if target == "list":
         _list(api, label, limit, offset, as_json)
         return
@@ -146,7 +137,7 @@ def finetune(
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Follow the job live to its end.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Fine-tune a model on the corrections with the README's recommended recipe.
 
@@ -160,7 +151,7 @@ def finetune(
     }
     if promote and not no_promote:
         body["promote"] = {"alias": promote, "metric": "feedback_accuracy", "min_gain": min_gain}
-    api = _api(ctx)
+    api = api_of(ctx)
     accepted = api.post("/jobs", json=body, params={"preset": "fast"})
     job_id = accepted["id"]
     if not wait:
@@ -182,8 +173,8 @@ def finetune(
         card = api.get(f"/models/{final['model_id']}")
         if card.get("feedback_accuracy") is not None:
             out.print(
-                f"held-out corrections: {_percent(card.get('parent_feedback_accuracy'))} "
-                f"(parent) -> {_percent(card['feedback_accuracy'])}, "
+                f"held-out corrections: {percent(card.get('parent_feedback_accuracy'), 1)} "
+                f"(parent) -> {percent(card['feedback_accuracy'], 1)}, "
                 f"trained on {card.get('feedback_count', 0)} corrections",
                 highlight=False,
                 soft_wrap=True,

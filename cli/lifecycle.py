@@ -8,18 +8,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.client import Api, ApiError
+from cli.client import ApiError, api_of
 from cli.console import out
 
 
 class Format(StrEnum):
     npz = "npz"
     onnx = "onnx"
-
-
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
-    return api
 
 
 def _history(alias: dict[str, Any]) -> None:
@@ -42,7 +37,7 @@ def aliases(
     name: Annotated[str | None, typer.Argument(help="Show this alias's history.")] = None,
 ) -> None:
     """Aliases and the models they point at (with NAME: its history, newest first)."""
-    api = _api(ctx)
+    api = api_of(ctx)
     if name is not None:
         _history(api.get(f"/aliases/{name}"))
         return
@@ -61,7 +56,7 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="Why, kept in the history.")] = None,
 ) -> None:
     """Point an alias at a model (production serves /predict by default)."""
-    record = _api(ctx).put(f"/aliases/{alias}", json={"model_id": model, "reason": reason})
+    record = api_of(ctx).put(f"/aliases/{alias}", json={"model_id": model, "reason": reason})
     out.print(f"alias {record['name']} -> model {record['model_id']}", soft_wrap=True)
 
 
@@ -70,7 +65,7 @@ def rollback(
     alias: Annotated[str, typer.Argument(help="The alias to move back.")] = "production",
 ) -> None:
     """Point an alias back at the model it had before its last change."""
-    record = _api(ctx).post(f"/aliases/{alias}/rollback")
+    record = api_of(ctx).post(f"/aliases/{alias}/rollback")
     out.print(f"alias {record['name']} -> model {record['model_id']} (rolled back)")
 
 
@@ -82,7 +77,7 @@ def delete(
     """Delete a model's files and registry entry (refused while an alias points at it)."""
     if not yes and not typer.confirm(f"delete model {model} for good?"):
         raise typer.Exit(1)
-    _api(ctx).delete(f"/models/{model}")
+    api_of(ctx).delete(f"/models/{model}")
     out.print(f"model {model} deleted")
 
 
@@ -94,7 +89,7 @@ def export(
 ) -> None:
     """Download a model: the .npz as stored (for `mnist import` elsewhere), or ONNX."""
     path = "download" if fmt is Format.npz else "onnx"
-    response = _api(ctx).send("GET", f"/models/{model}/{path}")
+    response = api_of(ctx).send("GET", f"/models/{model}/{path}")
     try:
         output.write_bytes(response.content)
     except OSError as exc:
@@ -112,7 +107,7 @@ def import_(
         payload = file.read_bytes()
     except OSError as exc:
         raise ApiError(f"cannot read {file}: {exc.strerror}") from None
-    card = _api(ctx).post(
+    card = api_of(ctx).post(
         "/models",
         content=payload,
         params={"source": source} if source else None,

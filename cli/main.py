@@ -5,13 +5,13 @@
     mnist predict digit.png | mnist predict --index 0
     mnist feedback digit.png --label 3 | mnist feedback list | mnist finetune --wait
     mnist sweep --space eta=0.001:0.2:log --trials 20 --wait | sweeps | sweep-status ID
+    mnist canary production MODEL --percent 10 | canary production | --promote | --abort
     mnist serve                        # run scripts/dev: redis, worker, API
 
 ``--url`` and ``--api-key`` (or ``MNIST_URL`` and ``MNIST_API_KEY``) say where the
 service is. Failures print one line on stderr and exit with status 1.
 """
 
-import json
 import os
 import sys
 from enum import StrEnum
@@ -29,10 +29,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli import feedback, lifecycle, sweeps
-from cli.client import Api, ApiError
-from cli.console import err, out
-from shared.schemas import InputScaling, LrSchedule, Preset
+from cli import canary, feedback, lifecycle, models, sweeps
+from cli.client import Api, ApiError, api_of, given
+from cli.console import AsJson, Limit, Offset, err, out, percent, print_json, print_page, when
+from shared.schemas.params import InputScaling, LrSchedule, Preset
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -50,11 +50,6 @@ class Dtype(StrEnum):
     float64 = "float64"
 
 
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
-    return api
-
-
 @app.callback()
 def _options(
     ctx: typer.Context,
@@ -68,18 +63,6 @@ def _options(
 ) -> None:
     ctx.obj = Api(url, api_key)
     ctx.call_on_close(ctx.obj.close)
-
-
-def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value))
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _when(value: str | None) -> str:
-    return value.replace("T", " ")[:19] if value else "-"
 
 
 @app.command()
@@ -125,30 +108,29 @@ def train(
     min_gain: Annotated[
         float, typer.Option(help="With --promote: accuracy needed over the alias's model.")
     ] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Queue a training job (unset options: the preset's values, by default the book's run)."""
-    given = {
-        "epochs": epochs,
-        "n_hidden": n_hidden,
-        "eta": eta,
-        "l1": l1,
-        "l2": l2,
-        "alpha": alpha,
-        "decrease_const": decrease_const,
-        "lr_schedule": lr_schedule,
-        "minibatches": minibatches,
-        "shuffle": shuffle,
-        "seed": seed,
-        "input_scaling": input_scaling,
-        "validation_fraction": validation_fraction,
-        "train_size": train_size,
-        "dtype": dtype,
-    }
-    params: dict[str, object] = {
-        k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
-    }
-    api = _api(ctx)
+    params = given(
+        {
+            "epochs": epochs,
+            "n_hidden": n_hidden,
+            "eta": eta,
+            "l1": l1,
+            "l2": l2,
+            "alpha": alpha,
+            "decrease_const": decrease_const,
+            "lr_schedule": lr_schedule,
+            "minibatches": minibatches,
+            "shuffle": shuffle,
+            "seed": seed,
+            "input_scaling": input_scaling,
+            "validation_fraction": validation_fraction,
+            "train_size": train_size,
+            "dtype": dtype,
+        }
+    )
+    api = api_of(ctx)
     if promote is not None:
         params["promote"] = {"alias": promote, "min_gain": min_gain}
     query = {"preset": preset.value} if preset is not None else None
@@ -156,14 +138,14 @@ def train(
     job_id = accepted["id"]
     if not wait:
         if as_json:
-            _print_json(accepted)
+            print_json(accepted)
         else:
             out.print(f"job {job_id} {accepted['status']}", soft_wrap=True)
             out.print(f"follow it: mnist status {job_id} (or train with --wait)", soft_wrap=True)
         return
     final = _follow(api, job_id)
     if as_json:
-        _print_json(final)
+        print_json(final)
     _summary(final)
     if final["status"] != "succeeded":
         raise typer.Exit(1)
@@ -198,7 +180,7 @@ def _follow(api: Api, job_id: str) -> dict[str, Any]:
                     total=data["epochs"],
                     completed=data["epoch"],
                     cost=f"{data['cost']:.4f}",
-                    acc=_percent(data.get("val_accuracy")),
+                    acc=percent(data.get("val_accuracy")),
                 )
 
         return api.follow(job_id, on_event)
@@ -208,8 +190,8 @@ def _summary(job: dict[str, Any]) -> None:
     line = f"job {job['id']} {job['status']} after {job['epoch']} of {job['epochs']} epochs"
     if job["status"] == "succeeded":
         line += (
-            f": train accuracy {_percent(job['train_accuracy'])}, "
-            f"test accuracy {_percent(job['test_accuracy'])}, model {job['model_id']}"
+            f": train accuracy {percent(job['train_accuracy'])}, "
+            f"test accuracy {percent(job['test_accuracy'])}, model {job['model_id']}"
         )
     elif job.get("error"):
         line += f": {job['error']}"
@@ -222,40 +204,33 @@ def _summary(job: dict[str, Any]) -> None:
 
 @app.command()
 def jobs(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
-    offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ctx: typer.Context, limit: Limit = 20, offset: Offset = 0, as_json: AsJson = False
 ) -> None:
     """Training jobs, newest first."""
-    page = _api(ctx).get("/jobs", limit=limit, offset=offset)
-    if as_json:
-        _print_json(page)
-        return
-    table = Table(title=f"jobs {offset + 1}-{offset + len(page['items'])} of {page['total']}")
-    for column in ("id", "status", "epoch", "created", "test accuracy"):
-        table.add_column(column, no_wrap=column == "id")
-    for job in page["items"]:
-        table.add_row(
-            job["id"],
-            job["status"],
-            f"{job['epoch']}/{job['epochs']}",
-            _when(job["created_at"]),
-            _percent(job["test_accuracy"]),
-        )
-    out.print(table)
+    columns = ("id", "status", "epoch", "created", "test accuracy")
+    print_page(api_of(ctx), "jobs", limit, offset, as_json, columns, _job_row)
+
+
+def _job_row(job: dict[str, Any]) -> list[str]:
+    return [
+        job["id"],
+        job["status"],
+        f"{job['epoch']}/{job['epochs']}",
+        when(job["created_at"]),
+        percent(job["test_accuracy"]),
+    ]
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """One job: status, progress, parameters, last epochs, results."""
-    job = _api(ctx).get(f"/jobs/{job_id}")
+    job = api_of(ctx).get(f"/jobs/{job_id}")
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
     table = Table(show_header=False, title=f"job {job['id']}")
     table.add_column(style="bold")
@@ -263,11 +238,11 @@ def status(
     rows = {
         "status": job["status"],
         "progress": f"epoch {job['epoch']} of {job['epochs']}",
-        "created": _when(job["created_at"]),
-        "started": _when(job["started_at"]),
-        "finished": _when(job["finished_at"]),
-        "train accuracy": _percent(job["train_accuracy"]),
-        "test accuracy": _percent(job["test_accuracy"]),
+        "created": when(job["created_at"]),
+        "started": when(job["started_at"]),
+        "finished": when(job["finished_at"]),
+        "train accuracy": percent(job["train_accuracy"]),
+        "test accuracy": percent(job["test_accuracy"]),
         "model": job["model_id"] or "-",
         "parameters": ", ".join(f"{k}={v}" for k, v in job["params"].items()),
     }
@@ -285,7 +260,7 @@ def status(
                 str(row["epoch"]),
                 f"{row['cost']:.4f}",
                 f"{row['seconds']:.3f}",
-                _percent(row.get("val_accuracy")),
+                percent(row.get("val_accuracy")),
             )
         out.print(history)
 
@@ -296,109 +271,11 @@ def cancel(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
 ) -> None:
     """Cancel a job: a queued one never runs, a running one stops at its next epoch."""
-    job = _api(ctx).post(f"/jobs/{job_id}/cancel")
+    job = api_of(ctx).post(f"/jobs/{job_id}/cancel")
     if job["status"] == "cancelled":
         out.print(f"job {job['id']} cancelled")
     else:
         out.print(f"job {job['id']} {job['status']}: it stops at its next epoch")
-
-
-@app.command()
-def models(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
-    offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Trained models, newest first, with the aliases pointing at each."""
-    page = _api(ctx).get("/models", limit=limit, offset=offset)
-    if as_json:
-        _print_json(page)
-        return
-    table = Table(title=f"models {offset + 1}-{offset + len(page['items'])} of {page['total']}")
-    for column in ("id", "aliases", "created", "train acc", "test acc", "hidden", "epochs", "eta"):
-        table.add_column(column, no_wrap=column == "id")
-    for model in page["items"]:
-        params = model["params"]
-        table.add_row(
-            model["id"],
-            ", ".join(model["aliases"]) or "-",
-            _when(model["created_at"]),
-            _percent(model["train_accuracy"]),
-            _percent(model["test_accuracy"]),
-            str(params["n_hidden"]),
-            str(params["epochs"]),
-            f"{params['eta']:g}",
-        )
-    out.print(table)
-
-
-def _test_image(mnist_dir: Path, index: int) -> tuple[list[int], int]:
-    """Test image ``index`` (784 pixels) and its label, from the IDX files."""
-    from shared import mnist
-
-    try:
-        images = mnist.parse_idx(
-            mnist.read_idx_bytes(mnist_dir / mnist.FILES["test_images"]), mnist.IMAGES_MAGIC
-        )
-        labels = mnist.parse_idx(
-            mnist.read_idx_bytes(mnist_dir / mnist.FILES["test_labels"]), mnist.LABELS_MAGIC
-        )
-    except mnist.MnistError as exc:
-        raise ApiError(f"MNIST test set: {exc} (set --mnist-dir or MNIST_DIR)") from None
-    if not 0 <= index < len(labels):
-        raise ApiError(f"--index must be 0..{len(labels) - 1}")
-    return images[index].tolist(), int(labels[index])
-
-
-@app.command()
-def predict(
-    ctx: typer.Context,
-    file: Annotated[
-        Path | None,
-        typer.Argument(metavar="[FILE]", help="A picture of one digit (PNG, JPEG, ...)."),
-    ] = None,
-    index: Annotated[
-        int | None, typer.Option(help="Classify MNIST test image N instead of a file.")
-    ] = None,
-    mnist_dir: Annotated[
-        Path, typer.Option(envvar="MNIST_DIR", help="Folder of the MNIST files (for --index).")
-    ] = Path("data/mnist"),
-    model: Annotated[str | None, typer.Option(help="Model id (default: the newest).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Classify a picture of a digit, or a test-set image with --index."""
-    if (file is None) == (index is None):
-        raise ApiError("give exactly one of FILE or --index N")
-    api = _api(ctx)
-    truth = None
-    if file is not None:
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise ApiError(f"cannot read {file}: {exc.strerror or exc}") from None
-        form = {"model_id": model} if model else {}
-        answer = api.post(
-            "/predict/image",
-            files={"file": (file.name, data, "application/octet-stream")},
-            data=form,
-        )
-    else:
-        pixels, truth = _test_image(mnist_dir, index or 0)
-        body: dict[str, Any] = {"pixels": pixels, **({"model_id": model} if model else {})}
-        answer = api.post("/predict", json=body)
-    if as_json:
-        _print_json(answer)
-        return
-    label = answer["label"]
-    line = f"label [bold]{label}[/bold]"
-    if truth is not None:
-        line += f" (test image {index} is a {truth}{'' if truth == label else ': wrong'})"
-    out.print(f"{line}  model {answer['model_id']}", soft_wrap=True)
-    for digit, p in enumerate(answer["probabilities"]):
-        bar = "█" * round(40 * p)
-        style = "bold green" if digit == label else "dim"
-        out.print(f"  {digit} [{style}]{bar:<40}[/{style}] {100 * p:5.1f}%")
 
 
 @app.command()
@@ -417,7 +294,9 @@ def serve(
     os.execv(script, [str(script)])
 
 
+models.register(app)
 lifecycle.register(app)
+canary.register(app)
 feedback.register(app, _follow, _summary)
 sweeps.register(app)
 

@@ -15,9 +15,9 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from cli.client import Api, ApiError
-from cli.console import err, out
-from shared.schemas import InputScaling, LrSchedule, Preset
+from cli.client import Api, ApiError, api_of, given
+from cli.console import AsJson, Limit, Offset, err, out, percent, print_page
+from shared.schemas.params import InputScaling, LrSchedule, Preset
 
 ENDED = {"succeeded", "failed", "cancelled"}
 TRIAL_ENDED = {"complete", "pruned", "failed", "cancelled"}
@@ -33,11 +33,6 @@ class Sampler(StrEnum):
 class Pruner(StrEnum):
     median = "median"
     none = "none"
-
-
-def _api(ctx: typer.Context) -> Api:
-    api: Api = ctx.obj
-    return api
 
 
 def _number(text: str) -> int | float:
@@ -91,10 +86,6 @@ def parse_space(items: list[str]) -> dict[str, dict[str, Any]]:
     return space
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
 def _param(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -111,7 +102,7 @@ def trials_table(sweep: dict[str, Any]) -> Table:
         table.add_row(
             str(trial["number"]),
             trial["state"],
-            _percent(trial["value"]),
+            percent(trial["value"]),
             str(trial["epochs_run"]),
             *(_param(trial["params"].get(n, "-")) for n in names),
             trial["model_id"] or "-",
@@ -128,7 +119,7 @@ def _summary(sweep: dict[str, Any]) -> None:
     if best:
         params = ", ".join(f"{k}={_param(v)}" for k, v in best["params"].items())
         line += (
-            f": best trial {best['number']} validation accuracy {_percent(best['value'])} "
+            f": best trial {best['number']} validation accuracy {percent(best['value'])} "
             f"({params}), model {best['model_id']}"
         )
     elif sweep.get("error"):
@@ -194,7 +185,7 @@ def sweep(
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Follow it live (a table of trials) to its end.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Search hyper-parameters: TRIALS training jobs chosen by Optuna, best by validation
     accuracy (e.g. --space eta=0.001:0.2:log --space n_hidden=16:256)."""
@@ -210,19 +201,18 @@ def sweep(
         "sampler": sampler.value,
         "pruner": pruner.value,
     }
-    given = {
-        "epochs": epochs,
-        "train_size": train_size,
-        "minibatches": minibatches,
-        "n_hidden": n_hidden,
-        "eta": eta,
-        "lr_schedule": lr_schedule,
-        "input_scaling": input_scaling,
-        "validation_fraction": validation_fraction,
-    }
-    base: dict[str, Any] = {
-        k: (v.value if isinstance(v, StrEnum) else v) for k, v in given.items() if v is not None
-    }
+    base = given(
+        {
+            "epochs": epochs,
+            "train_size": train_size,
+            "minibatches": minibatches,
+            "n_hidden": n_hidden,
+            "eta": eta,
+            "lr_schedule": lr_schedule,
+            "input_scaling": input_scaling,
+            "validation_fraction": validation_fraction,
+        }
+    )
     if patience is not None:
         base["early_stopping"] = {"patience": patience}
     if base:
@@ -231,7 +221,7 @@ def sweep(
         body["seed"] = seed
     if promote is not None:
         body["promote"] = {"alias": promote, "min_gain": min_gain}
-    api = _api(ctx)
+    api = api_of(ctx)
     query = {"preset": preset.value} if preset is not None else None
     accepted = api.post("/sweeps", json=body, params=query)
     if not wait:
@@ -252,38 +242,31 @@ def sweep(
 
 
 def sweeps(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
-    offset: Annotated[int, typer.Option(help="How many to skip.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ctx: typer.Context, limit: Limit = 20, offset: Offset = 0, as_json: AsJson = False
 ) -> None:
     """Sweeps, newest first."""
-    page = _api(ctx).get("/sweeps", limit=limit, offset=offset)
-    if as_json:
-        out.print_json(json.dumps(page))
-        return
-    table = Table(title=f"sweeps {offset + 1}-{offset + len(page['items'])} of {page['total']}")
-    for column in ("id", "status", "trials", "best val acc", "created"):
-        table.add_column(column, no_wrap=column == "id")
-    for item in page["items"]:
-        done = sum(t["state"] in TRIAL_ENDED for t in item["trials"])
-        table.add_row(
-            item["id"],
-            item["status"],
-            f"{done}/{item['request']['trials']}",
-            _percent((item.get("best") or {}).get("value")),
-            item["created_at"].replace("T", " ")[:19],
-        )
-    out.print(table)
+    columns = ("id", "status", "trials", "best val acc", "created")
+    print_page(api_of(ctx), "sweeps", limit, offset, as_json, columns, _sweep_row)
+
+
+def _sweep_row(item: dict[str, Any]) -> list[str]:
+    done = sum(t["state"] in TRIAL_ENDED for t in item["trials"])
+    return [
+        item["id"],
+        item["status"],
+        f"{done}/{item['request']['trials']}",
+        percent((item.get("best") or {}).get("value")),
+        item["created_at"].replace("T", " ")[:19],
+    ]
 
 
 def sweep_status(
     ctx: typer.Context,
     sweep_id: Annotated[str, typer.Argument(metavar="ID", help="The sweep's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """One sweep: its trials (params, state, validation accuracy, model) and the best."""
-    record = _api(ctx).get(f"/sweeps/{sweep_id}")
+    record = api_of(ctx).get(f"/sweeps/{sweep_id}")
     if as_json:
         out.print_json(json.dumps(record))
         return
@@ -296,7 +279,7 @@ def sweep_cancel(
     sweep_id: Annotated[str, typer.Argument(metavar="ID", help="The sweep's id.")],
 ) -> None:
     """Cancel a sweep: no new trial starts, running ones stop at their next epoch."""
-    record = _api(ctx).post(f"/sweeps/{sweep_id}/cancel")
+    record = api_of(ctx).post(f"/sweeps/{sweep_id}/cancel")
     out.print(
         f"sweep {record['id']} {record['status']}: no new trial starts; "
         "running trials stop at their next epoch",

@@ -9,15 +9,18 @@ turns an exception into the short message that goes out instead.
 
 import errno
 import re
-
-import redis
-
-from shared.mnist import FILES, MnistError
+from typing import ClassVar
 
 MAX_LENGTH = 300
 """Longest message handed out; an exception's text can be arbitrarily long."""
 
-_MNIST_NAMES = tuple(FILES.values())
+
+class Unavailable(RuntimeError):
+    """Something the service needs is missing or unreachable (MNIST's files, the model
+    store): clients are told :attr:`public`, the log gets the whole message."""
+
+    public: ClassVar[str] = "a resource the service needs is unavailable"
+
 
 _STORAGE = {
     errno.EROFS: "storage error: read-only file system",
@@ -35,11 +38,6 @@ _ADDRESS = re.compile(
     r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"  # 127.0.0.1:6379
     r"|\b(?=[\w.-]*[A-Za-z])[\w.-]+:\d{1,5}\b"  # redis:6379, localhost:6390
 )
-
-
-def _mnist_file(exc: OSError) -> bool:
-    names = (str(name) for name in (exc.filename, exc.filename2) if name is not None)
-    return any(mnist_name in name for name in names for mnist_name in _MNIST_NAMES)
 
 
 def _path_or_url(match: re.Match[str]) -> str:
@@ -60,12 +58,8 @@ def public_error(exc: BaseException) -> str:
 
     Log the exception itself (with the job id) beside handing this out.
     """
-    if isinstance(exc, MnistError) or (isinstance(exc, OSError) and _mnist_file(exc)):
-        return "MNIST data unavailable"
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        return "job store (Redis) unreachable"
-    if isinstance(exc, redis.RedisError):
-        return f"job store (Redis) error: {type(exc).__name__}"
+    if isinstance(exc, Unavailable):
+        return exc.public
     if isinstance(exc, MemoryError):
         return "out of memory"
     if isinstance(exc, OSError) and exc.errno in _STORAGE:

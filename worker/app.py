@@ -2,21 +2,24 @@
 
 import logging
 import os
+import sys
 import threading
+from functools import lru_cache
 from typing import Any
-from uuid import UUID
 
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 from threadpoolctl import threadpool_limits
 
-from shared.config import get_settings
-from shared.keys import Keys
-from shared.leases import Leases
+from shared.config import InvalidSettings, get_settings
+from shared.jobs.queue import make_celery
 from shared.logs import configure_logging
-from shared.queue import TRAIN_TASK, make_celery
-from shared.redis_conn import connect
+from shared.services import Misconfigured, Services
+from worker.recovery import ServerWatch, prepare_storage, recovery_pass
 
-settings = get_settings()
+try:
+    settings = get_settings()
+except InvalidSettings as exc:  # one clear line, and no worker that cannot work
+    raise SystemExit(f"error: {exc}") from None
 app = make_celery(settings, main="worker")
 app.conf.include = ["worker.tasks"]
 app.conf.task_soft_time_limit = settings.job_time_limit_seconds
@@ -32,40 +35,20 @@ def blas_threads() -> int:
     return settings.blas_threads or max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
 
 
-def _leases() -> Leases:
-    return Leases(connect(settings.redis_url), Keys(settings.key_prefix))
-
-
-def _requeue(job_id: UUID) -> None:
-    app.send_task(TRAIN_TASK, args=[str(job_id)], task_id=str(job_id))
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """The main process's clients (recovery, shutdown flags): quick to give up, since
+    the next recovery pass tries again."""
+    return Services.connect(settings, retries=3, celery=app)
 
 
 def _recovery_loop() -> None:
-    """Every worker looks for jobs whose process died (worker/jobs.py), re-creates the
-    model registry from MODEL_DIR and the corrections' index from FEEDBACK_DIR if Redis
-    lost them, and removes temp files that crashed writers left (a long-running worker
-    would otherwise keep them until restarted)."""
-    from shared.feedback import Corrections
-    from worker.jobs import Stores, recover_orphans
-    from worker.sweeps import recover_sweeps
-
-    stores = Stores.connect(settings, retries=3)
-    corrections = Corrections.connect(
-        stores.jobs.redis, stores.jobs.keys, settings.feedback_root, settings.feedback_max
-    )
+    """Every worker looks for jobs whose process died, moves sweeps on, re-creates the
+    model registry and the corrections' index if Redis lost them, and removes what
+    crashed writers left (worker/recovery.py)."""
+    watch = ServerWatch()
     while True:
-        try:
-            stores.files.remove_stale_temp_files()
-        except OSError as exc:  # a storage problem must not stop orphan recovery
-            log.warning("sweeping stale temp files failed: %s", exc)
-        try:
-            recover_orphans(stores, settings, _requeue)
-            recover_sweeps(stores, settings, _requeue)  # top up sweeps a dead process left
-            if not stores.registry.has_models():
-                stores.registry.rebuild(stores.files)
-            corrections.rebuild_if_lost()
-        except Exception as exc:
-            log.warning("recovery pass failed: %s", exc)
+        recovery_pass(services(), watch)
         if _stop_recovery.wait(settings.recovery_interval_seconds):
             return
 
@@ -73,15 +56,19 @@ def _recovery_loop() -> None:
 @worker_init.connect
 def _on_worker_start(**_: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
-    from worker.jobs import prepare_storage
-
-    prepare_storage(settings)
+    try:
+        services().preflight()
+    except Misconfigured as exc:  # one clear line, and no worker that cannot work
+        log.critical("%s", exc)
+        sys.stderr.write(f"error: {exc}\n")
+        os._exit(2)
+    prepare_storage(services())
 
 
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     try:
-        _leases().mark_worker_stopping(sender.hostname, stopping=False)
+        services().leases.mark_worker_stopping(sender.hostname, stopping=False)
     except Exception as exc:
         log.warning("could not clear the stopping flag: %s", exc)
     threading.Thread(target=_recovery_loop, name="orphan-recovery", daemon=True).start()
@@ -102,7 +89,7 @@ def _on_worker_stopping(sender: str | None = None, **_: Any) -> None:
     _stop_recovery.set()
     if sender:
         try:
-            _leases().mark_worker_stopping(sender)
+            services().leases.mark_worker_stopping(sender)
         except Exception as exc:
             log.warning("could not announce shutdown: %s", exc)
 

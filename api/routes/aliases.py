@@ -5,99 +5,66 @@ change is announced before the call answers, so every API process serves the new
 target on its next request.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Path, Response
 
-from api.deps import RegistryDep, StoreDep, require_api_key
-from api.errors import REDIS_DOWN
-from shared.registry import AliasNotFound, ModelNotFound, NoRollback
-from shared.schemas import ALIAS_PATTERN, Alias, AliasList, AliasUpdate, ErrorBody
-from shared.store import ModelFileError
+from api.deps import ModelsDep, keyed
+from api.errors import REDIS_DOWN, errors, found, http_errors
+from shared.registry.store import AliasNotFound, ModelBroken, ModelNotFound, NoRollback
+from shared.schemas.models import ALIAS_PATTERN, Alias, AliasList, AliasUpdate
 
 router = APIRouter(prefix="/aliases", tags=["aliases"], responses=REDIS_DOWN)
 
 Name = Annotated[str, Path(pattern=ALIAS_PATTERN, description="`^[a-z][a-z0-9_-]{0,31}$`")]
-UNKNOWN: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such alias."}
-}
-KEY: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "API_KEY is set and was not given."}
-}
+UNKNOWN = errors({404: "No such alias."})
 
 
 @router.get("", response_model=AliasList)
-def list_aliases(registry: RegistryDep) -> AliasList:
-    return AliasList(items=registry.list_aliases())
+def list_aliases(models: ModelsDep) -> AliasList:
+    return AliasList(items=models.aliases.list_aliases())
 
 
 @router.get("/{name}", response_model=Alias, responses=UNKNOWN)
-def get_alias(name: Name, registry: RegistryDep) -> Alias:
+def get_alias(name: Name, models: ModelsDep) -> Alias:
     """The alias's target and its history, newest first."""
-    alias = registry.get_alias(name)
-    if alias is None:
-        raise HTTPException(404, f"alias {name} not found")
-    return alias
+    return found(models.aliases.get_alias(name), f"alias {name} not found")
 
 
 @router.put(
     "/{name}",
     response_model=Alias,
-    dependencies=[Depends(require_api_key)],
-    responses={
-        **KEY,
-        404: {"model": ErrorBody, "description": "No such model."},
-        409: {"model": ErrorBody, "description": "The model's file fails its integrity check."},
-    },
+    **keyed(
+        {404: "No such model.", 409: "The model is broken (its file fails its check)."},
+    ),
 )
-async def set_alias(
-    name: Name, update: AliasUpdate, registry: RegistryDep, store: StoreDep
-) -> Alias:
+def set_alias(name: Name, update: AliasUpdate, models: ModelsDep) -> Alias:
     """Point the alias at a model (creating the alias if needed)."""
-    info = await run_in_threadpool(registry.get_model, update.model_id)
-    if info is None or info.deleting:
-        raise HTTPException(404, f"model {update.model_id} not found")
-    try:
-        await run_in_threadpool(store.load, info.id, info.sha256)
-    except ModelFileError as exc:
-        await run_in_threadpool(registry.mark_broken, info.id, str(exc))
-        raise HTTPException(409, f"model {info.id} fails its integrity check") from None
-    try:
-        return await run_in_threadpool(registry.set_alias, name, info.id, reason=update.reason)
-    except ModelNotFound:
-        raise HTTPException(404, f"model {update.model_id} not found") from None
+    with http_errors(
+        {ModelNotFound: (404, f"model {update.model_id} not found"), ModelBroken: 409}
+    ):
+        return models.set_alias(name, update.model_id, reason=update.reason)
 
 
 @router.post(
     "/{name}/rollback",
     response_model=Alias,
-    dependencies=[Depends(require_api_key)],
-    responses={
-        **UNKNOWN,
-        **KEY,
-        409: {"model": ErrorBody, "description": "No earlier target, or it is gone."},
-    },
+    **keyed(UNKNOWN, {409: "No earlier target, it is gone, or broken."}),
 )
-def rollback_alias(name: Name, registry: RegistryDep) -> Alias:
+def rollback_alias(name: Name, models: ModelsDep) -> Alias:
     """Point the alias back at the target it had before its last change."""
-    try:
-        return registry.rollback(name)
-    except AliasNotFound:
-        raise HTTPException(404, f"alias {name} not found") from None
-    except NoRollback as exc:
-        raise HTTPException(409, str(exc)) from None
+    with http_errors(
+        {AliasNotFound: (404, f"alias {name} not found"), (NoRollback, ModelBroken): 409}
+    ):
+        return models.rollback(name)
 
 
 @router.delete(
     "/{name}",
     status_code=204,
-    dependencies=[Depends(require_api_key)],
-    responses={**UNKNOWN, **KEY},
+    **keyed(UNKNOWN),
 )
-def delete_alias(name: Name, registry: RegistryDep) -> Response:
-    try:
-        registry.delete_alias(name)
-    except AliasNotFound:
-        raise HTTPException(404, f"alias {name} not found") from None
+def delete_alias(name: Name, models: ModelsDep) -> Response:
+    with http_errors({AliasNotFound: (404, f"alias {name} not found")}):
+        models.aliases.delete_alias(name)
     return Response(status_code=204)

@@ -5,17 +5,18 @@ needs it, and never downloads it (the worker does): missing files answer 503.
 """
 
 import logging
-import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 
 from api.deps import SettingsDep
-from shared import mnist
-from shared.schemas import IMAGE_SIDE, DatasetImage, DatasetSamples, ErrorBody
+from api.errors import errors
+from shared.data import mnist
+from shared.schemas.common import IMAGE_SIDE
+from shared.schemas.predict import DatasetImage, DatasetSamples
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +25,20 @@ router = APIRouter(prefix="/dataset", tags=["dataset"])
 MAX_PER_CLASS = 20
 N_TEST = 10_000
 
-_lock = threading.Lock()
-_loaded: dict[Path, mnist.Mnist] = {}
-
-UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "MNIST is not in MNIST_DIR."}
-}
+UNAVAILABLE = errors({503: "MNIST is not in MNIST_DIR."})
 
 
 def load_test_set(directory: Path) -> mnist.Mnist:
     """MNIST from ``directory``, read once per process (a failure is not cached)."""
-    with _lock:
-        if directory not in _loaded:
-            try:
-                _loaded[directory] = mnist.load(directory)
-            except mnist.MnistError as exc:  # which file and where: the log only
-                log.warning("dataset: MNIST unavailable: %s", exc)
-                raise HTTPException(
-                    503,
-                    "MNIST is not available in MNIST_DIR; "
-                    "the API does not download it: run `python -m shared.mnist download`",
-                ) from exc
-        return _loaded[directory]
+    try:
+        return mnist.load_once(directory)
+    except mnist.MnistError as exc:  # which file and where: the log only
+        log.warning("dataset: MNIST unavailable: %s", exc)
+        raise HTTPException(
+            503,
+            "MNIST is not available in MNIST_DIR; "
+            "the API does not download it: run `python -m shared.mnist download`",
+        ) from exc
 
 
 def _image(data: mnist.Mnist, index: int) -> DatasetImage:
@@ -72,7 +65,7 @@ def samples(
 @router.get(
     "/test/{index}",
     response_model=DatasetImage,
-    responses={**UNAVAILABLE, 404: {"model": ErrorBody, "description": "No such test image."}},
+    responses=errors(UNAVAILABLE, {404: "No such test image."}),
 )
 def get_test_image(
     settings: SettingsDep,

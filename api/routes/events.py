@@ -1,7 +1,7 @@
 """``GET /jobs/{id}/events``: a job's progress as Server-Sent Events.
 
 The worker writes the job record and one history row per epoch to Redis
-(shared/jobstore.py); this stream polls them at a short interval and sends
+(shared/jobs/store.py); this stream polls them at a short interval and sends
 
 - ``status``: the job record (no history) first and whenever its status changes;
 - ``epoch``: one per finished epoch, a history row plus ``epochs`` (the total),
@@ -10,29 +10,26 @@ The worker writes the job record and one history row per epoch to Redis
   then the stream closes.
 
 A job that already ended replays its history and then ``end``. A client that
-reconnects with ``Last-Event-ID: N`` gets epochs after N only. Redis is read
-with the sync client in a worker thread (``asyncio.to_thread``), so the event
-loop never blocks; sse-starlette cancels the generator when the client goes.
+reconnects with ``Last-Event-ID: N`` gets epochs after N only. The polling itself is
+api/sse.py's.
 """
 
 import asyncio
 import json
-import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
-import redis
 from fastapi import APIRouter, Header, HTTPException
 from sse_starlette import EventSourceResponse
 
 from api import metrics
 from api.deps import JobsDep
-from shared.jobstore import JobStore
-from shared.schemas import ErrorBody, Job
-
-log = logging.getLogger(__name__)
+from api.errors import errors
+from api.sse import Event, documented, follow
+from shared.jobs.store import JobStore
+from shared.schemas.jobs import EpochRecord, Job, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -72,51 +69,53 @@ def resume_after(last_event_id: str | None, epochs: int) -> int:
     return after if after <= epochs else 0
 
 
-def _job_event(event: str, job: Job) -> dict[str, str]:
+def _job_event(event: str, job: Job) -> Event:
     return {"event": event, "data": job.model_dump_json()}
 
 
-async def job_events(
-    jobs: JobStore, job_id: UUID, after: int = 0, poll: float = POLL_SECONDS
-) -> AsyncIterator[dict[str, str]]:
-    """Events of one job until it ends (see the module docstring)."""
-    sent, status = after, None
-    while True:
-        try:
-            job, rows = await asyncio.to_thread(jobs.progress, job_id, sent)
-        except redis.RedisError as exc:
-            log.warning("events of job %s: redis error: %s", job_id, exc)
-            detail = "the job store (Redis) is unavailable; reconnect to resume"
-            yield {"event": "error", "data": json.dumps({"detail": detail})}
-            return
-        if job is None:
-            yield {"event": "error", "data": json.dumps({"detail": f"job {job_id} is gone"})}
-            return
-        if job.status != status:
-            status = job.status
-            if not status.finished:
-                yield _job_event("status", job)
+class JobProgress:
+    """A job's record and new history rows, as :func:`api.sse.follow` reads them."""
+
+    def __init__(self, jobs: JobStore, job_id: UUID, after: int = 0) -> None:
+        self.jobs, self.job_id, self.sent = jobs, job_id, after
+        self.name = f"job {job_id}"
+        self.status: JobStatus | None = None
+
+    def read(self) -> tuple[Job, list[EpochRecord]] | None:
+        job, rows = self.jobs.progress(self.job_id, self.sent)
+        return (job, rows) if job is not None else None
+
+    def events(self, snapshot: tuple[Job, list[EpochRecord]]) -> tuple[list[Event], bool]:
+        job, rows = snapshot
+        events = []
+        if job.status != self.status:
+            self.status = job.status
+            if not job.status.finished:
+                events.append(_job_event("status", job))
         for row in rows:
-            if row.epoch > sent:  # rows a resumed run re-trains were already sent
-                sent = row.epoch
+            if row.epoch > self.sent:  # rows a resumed run re-trains were already sent
+                self.sent = row.epoch
                 data: dict[str, Any] = {**row.model_dump(mode="json"), "epochs": job.epochs}
-                yield {"event": "epoch", "id": str(row.epoch), "data": json.dumps(data)}
+                events.append({"event": "epoch", "id": str(row.epoch), "data": json.dumps(data)})
         if job.status.finished:
-            yield _job_event("end", job)
-            return
-        await asyncio.sleep(poll)
+            events.append(_job_event("end", job))
+        return events, job.status.finished
+
+
+def job_events(
+    jobs: JobStore, job_id: UUID, after: int = 0, poll: float = POLL_SECONDS
+) -> AsyncIterator[Event]:
+    """Events of one job until it ends (see the module docstring)."""
+    return follow(JobProgress(jobs, job_id, after), poll)
 
 
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={
-        200: {
-            "description": "An event stream: `status`, one `epoch` per finished epoch, `end`.",
-            "content": {"text/event-stream": {"example": EXAMPLE}},
-        },
-        404: {"model": ErrorBody, "description": "No job with this id."},
-    },
+    responses=errors(
+        documented("An event stream: `status`, one `epoch` per finished epoch, `end`.", EXAMPLE),
+        {404: "No job with this id."},
+    ),
 )
 async def stream_job_events(
     job_id: UUID,

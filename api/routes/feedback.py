@@ -1,11 +1,12 @@
 """Users' corrections: send one (pixels or a picture), list, read, count, delete.
 
-The storage rules are in shared/feedback.py; a picture is prepared exactly as
+The storage rules are in shared/feedback/corrections.py; a picture is prepared exactly as
 ``POST /predict/image`` prepares it (api/imaging.py), so what is kept is the 28x28
 image the model saw.
 """
 
 import io
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
@@ -19,12 +20,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile  # what request.form() makes
 
 from api import imaging
-from api.deps import JobsDep, PageDep, require_api_key, require_api_key_for_predict
-from api.errors import BODY_ERRORS, REDIS_DOWN
-from shared import finetune
-from shared.feedback import (
-    Added,
-    Corrections,
+from api.deps import (
+    CorrectionsDep,
+    JobsDep,
+    ModelIndexDep,
+    PageDep,
+    TrafficDep,
+    keyed,
+    require_key_for_reads,
+)
+from api.errors import BODY_ERRORS, READ_KEY, REDIS_DOWN, errors, found, http_errors
+from shared.feedback import finetune
+from shared.feedback.corrections import Added, Corrections, StoreFull
+from shared.schemas.feedback import (
     CorruptCorrection,
     FeedbackDetail,
     FeedbackFile,
@@ -33,21 +41,15 @@ from shared.feedback import (
     FeedbackRequest,
     FeedbackStats,
     Source,
-    StoreFull,
     make_file,
 )
-from shared.schemas import ErrorBody
 
 router = APIRouter(tags=["feedback"], responses=REDIS_DOWN)
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
-UNKNOWN: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such correction."}
-}
-DAMAGED: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "The correction's file fails its check."}
-}
+UNKNOWN = errors({404: "No such correction."})
+DAMAGED = errors({503: "The correction's file fails its check."})
 BODY = {
     "required": True,
     "content": {
@@ -68,11 +70,10 @@ BODY = {
 }
 
 
-async def get_corrections(request: Request) -> Corrections:
-    return request.app.state.feedback
-
-
-CorrectionsDep = Annotated[Corrections, Depends(get_corrections)]
+READERS = [Depends(require_key_for_reads)]
+"""Users' drawings are theirs: reading them follows PROTECT_PREDICT."""
+LABEL = re.compile(r"[0-9]{1,3}")
+"""A form field that is a small whole number, in ASCII digits (not ``²``, not 5,000 digits)."""
 
 
 def _invalid(errors: Sequence[Any]) -> RequestValidationError:
@@ -119,8 +120,9 @@ async def _from_form(request: Request) -> FeedbackFile:
 
 
 def _field(value: object) -> object:
-    """A form field as the JSON model expects it: whole numbers as ints."""
-    if isinstance(value, str) and value.strip().isdigit():
+    """A form field as the JSON model expects it: small whole numbers as ints (anything
+    else goes to the model as it is, which refuses it with a 422)."""
+    if isinstance(value, str) and LABEL.fullmatch(value.strip()):
         return int(value)
     return value
 
@@ -129,28 +131,34 @@ def _field(value: object) -> object:
     "/feedback",
     status_code=201,
     response_model=FeedbackItem,
-    dependencies=[Depends(require_api_key_for_predict)],
     openapi_extra={"requestBody": BODY},
-    responses={
-        **BODY_ERRORS,
-        200: {
-            "model": FeedbackItem,
-            "description": "The same image with the same label: the correction sent before.",
+    **keyed(
+        BODY_ERRORS,
+        {
+            200: {
+                "model": FeedbackItem,
+                "description": "The same image with the same label: the correction sent before.",
+            },
+            413: "A picture too large (as /predict/image).",
+            415: "Not an image file Pillow can read.",
+            422: {"description": "Bad label, pixels, ids; an empty or blank picture."},
+            507: "FEEDBACK_MAX corrections are stored.",
         },
-        401: {"model": ErrorBody, "description": "PROTECT_PREDICT is set and no API key given."},
-        413: {"model": ErrorBody, "description": "A picture too large (as /predict/image)."},
-        415: {"model": ErrorBody, "description": "Not an image file Pillow can read."},
-        422: {"description": "Bad label, pixels, ids; an empty or blank picture."},
-        507: {"model": ErrorBody, "description": "FEEDBACK_MAX corrections are stored."},
-    },
+    ),
 )
 async def add_feedback(
-    request: Request, response: Response, corrections: CorrectionsDep
+    request: Request,
+    response: Response,
+    corrections: CorrectionsDep,
+    index: ModelIndexDep,
+    traffic: TrafficDep,
 ) -> FeedbackItem:
     """Say what a digit really is: JSON ``{"pixels", "label", "model_id"?, "predicted"?}``,
     or multipart with a picture ``file`` (prepared as ``/predict/image`` prepares it) and
     the same fields. 201 with the new correction; 200 with the earlier one when the same
-    image was sent with the same label before."""
+    image was sent with the same label before. A new correction naming the model that
+    answered and what it predicted counts for that side of a running canary or shadow
+    split (its statistics' corrections and accuracy)."""
     if request.headers.get("content-type", "").startswith(MULTIPART):
         record = await _from_form(request)
     else:
@@ -159,12 +167,14 @@ async def add_feedback(
         added: Added = await run_in_threadpool(corrections.add, record)
     except StoreFull as exc:
         raise HTTPException(507, str(exc)) from None
+    if added.created:
+        traffic.correction(added.item, await index.splits())
     response.status_code = 201 if added.created else 200
     response.headers["Location"] = f"/feedback/{added.item.id}"
     return added.item
 
 
-@router.get("/feedback", response_model=FeedbackList)
+@router.get("/feedback", response_model=FeedbackList, dependencies=READERS, responses=READ_KEY)
 def list_feedback(
     corrections: CorrectionsDep,
     page: PageDep,
@@ -175,26 +185,26 @@ def list_feedback(
     return FeedbackList(items=items, total=total, offset=page.offset, limit=page.limit)
 
 
-@router.get("/feedback/stats", response_model=FeedbackStats)
+@router.get(
+    "/feedback/stats", response_model=FeedbackStats, dependencies=READERS, responses=READ_KEY
+)
 def feedback_stats(corrections: CorrectionsDep) -> FeedbackStats:
     """How many corrections per true label, and per (predicted, label) pair."""
     return corrections.index.stats()
 
 
 def _record(corrections: Corrections, feedback_id: UUID) -> FeedbackFile:
-    try:
-        record = corrections.read(feedback_id)
-    except CorruptCorrection as exc:
-        raise HTTPException(503, f"correction {feedback_id}: integrity check failed") from exc
-    if record is None:
-        raise HTTPException(404, f"correction {feedback_id} not found")
-    return record
+    with http_errors(
+        {CorruptCorrection: (503, f"correction {feedback_id}: integrity check failed")}
+    ):
+        return found(corrections.read(feedback_id), f"correction {feedback_id} not found")
 
 
 @router.get(
     "/feedback/{feedback_id}.png",
     response_class=Response,
-    responses={**UNKNOWN, **DAMAGED, 200: {"content": {"image/png": {}}}},
+    dependencies=READERS,
+    responses={**UNKNOWN, **DAMAGED, **READ_KEY, 200: {"content": {"image/png": {}}}},
 )
 def feedback_png(feedback_id: UUID, corrections: CorrectionsDep) -> Response:
     """The 28x28 image as a PNG (light ink on black, as the model saw it)."""
@@ -205,7 +215,10 @@ def feedback_png(feedback_id: UUID, corrections: CorrectionsDep) -> Response:
 
 
 @router.get(
-    "/feedback/{feedback_id}", response_model=FeedbackDetail, responses={**UNKNOWN, **DAMAGED}
+    "/feedback/{feedback_id}",
+    response_model=FeedbackDetail,
+    dependencies=READERS,
+    responses={**UNKNOWN, **DAMAGED, **READ_KEY},
 )
 def get_feedback(feedback_id: UUID, corrections: CorrectionsDep) -> FeedbackDetail:
     """One correction with its 28x28 ``pixels`` (0..255)."""
@@ -216,11 +229,7 @@ def get_feedback(feedback_id: UUID, corrections: CorrectionsDep) -> FeedbackDeta
 @router.delete(
     "/feedback/{feedback_id}",
     status_code=204,
-    dependencies=[Depends(require_api_key)],
-    responses={
-        **UNKNOWN,
-        401: {"model": ErrorBody, "description": "API_KEY is set and was not given."},
-    },
+    **keyed(UNKNOWN),
 )
 def delete_feedback(feedback_id: UUID, corrections: CorrectionsDep) -> Response:
     """Remove a correction (moderation): its file first, then its index entry. Jobs that
@@ -234,6 +243,4 @@ def delete_feedback(feedback_id: UUID, corrections: CorrectionsDep) -> Response:
 def job_feedback(job_id: UUID, jobs: JobsDep) -> list[UUID]:
     """The correction ids a job froze at its start (sorted); 404 if it froze none."""
     ids = finetune.read_frozen(jobs.redis, jobs.keys, job_id)
-    if ids is None:
-        raise HTTPException(404, f"job {job_id} froze no corrections")
-    return ids
+    return found(ids, f"job {job_id} froze no corrections")

@@ -13,11 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api import imaging
-from api.deps import ServerDep, require_api_key_for_predict
-from api.errors import ValidationErrors
+from api.deps import ClientId, DriftDep, ServerDep, TrafficDep, require_key_for_reads
+from api.errors import ValidationErrors, errors
 from api.metrics import count_predictions, count_rejected
 from api.serving import predict
-from shared.schemas import AliasName, ErrorBody, Prediction
+from shared.schemas.common import ErrorBody
+from shared.schemas.models import AliasName
+from shared.schemas.predict import Prediction
 
 MAX_DECODES = 2
 """Pictures decoded at once; more uploads wait their turn. Each decode may hold up to
@@ -42,7 +44,7 @@ def decode(data: bytes) -> np.ndarray:
             _malloc_trim(0)
 
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_key_for_reads)])
 
 
 class ImagePrediction(Prediction):
@@ -54,31 +56,33 @@ class ImagePrediction(Prediction):
 @router.post(
     "/predict/image",
     response_model=ImagePrediction,
-    responses={
-        400: {"description": "The body is not decodable multipart data."},
-        404: {"model": ErrorBody, "description": "No model with the given id."},
-        413: {
-            "model": ErrorBody,
-            "description": f"More than {imaging.MAX_IMAGE_BYTES} bytes, "
-            f"{imaging.MAX_IMAGE_PIXELS} pixels or {imaging.MAX_IMAGE_SIDE} pixels a side, "
-            "or above Pillow's decompression-bomb limit.",
-        },
-        415: {"model": ErrorBody, "description": "Not an image file Pillow can read."},
-        422: {
-            "model": ErrorBody | ValidationErrors,
-            "description": "An empty file or no digit in the image (a message), "
-            "or a missing or invalid form field (a list, as for every 422).",
-        },
-        503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
-    },
+    responses=errors(
+        {
+            400: {"description": "The body is not decodable multipart data."},
+            404: "No model with the given id.",
+            413: f"More than {imaging.MAX_IMAGE_BYTES} bytes, {imaging.MAX_IMAGE_PIXELS} pixels "
+            f"or {imaging.MAX_IMAGE_SIDE} pixels a side, or above Pillow's decompression-bomb "
+            "limit.",
+            415: "Not an image file Pillow can read.",
+            422: {
+                "model": ErrorBody | ValidationErrors,
+                "description": "An empty file or no digit in the image (a message), "
+                "or a missing or invalid form field (a list, as for every 422).",
+            },
+            503: "No model trained yet, or its file is bad.",
+        }
+    ),
 )
 async def predict_image(
     server: ServerDep,
+    drift: DriftDep,
+    traffic: TrafficDep,
     file: Annotated[UploadFile, File(description="A PNG, JPEG, ... picture of one digit.")],
     model_id: Annotated[
         UUID | None, Form(description="Default: the serving alias, else the newest model.")
     ] = None,
     alias: Annotated[AliasName | None, Form(description="A model by alias.")] = None,
+    x_client_id: ClientId = None,
 ) -> ImagePrediction:
     """Classify a picture of one handwritten digit, any size, either polarity.
 
@@ -107,13 +111,18 @@ async def predict_image(
         elif isinstance(exc, imaging.UnreadableImage):
             count_rejected("image_type")
         raise HTTPException(exc.status, str(exc)) from None
-    served = await server.model(model_id, alias)
-    probabilities = predict(served.model, pixels.reshape(1, -1))[0]
-    count_predictions(1, "/predict/image")
+    served = await server.model(model_id, alias, x_client_id)
+    image = pixels.reshape(1, -1).astype(np.float32)
+    answer = predict(served.model, image)
+    drift.observe(served.model.id, image, answer)
+    count_predictions(1, "/predict/image", served.alias, served.variant)
+    traffic.observe(served, image, answer)
+    probabilities = answer[0]
     return ImagePrediction(
         label=int(probabilities.argmax()),
         probabilities=probabilities.tolist(),
         model_id=served.model.id,
         alias=served.alias,
+        variant=served.variant,
         pixels=pixels.tolist(),
     )

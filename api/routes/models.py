@@ -1,30 +1,25 @@
 """The model registry: list, cards, delete, download (npz, ONNX), import."""
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import JobsDep, PageDep, RegistryDep, StoreDep, require_api_key
-from api.errors import REDIS_DOWN, ValidationErrors
-from shared import onnx_export
-from shared.registry import ModelInUse, ModelNotFound, model_info
-from shared.schemas import ErrorBody, ModelInfo, ModelList, utcnow
-from shared.store import InvalidModel, LoadedModel, ModelFileError, ModelStore, parse_model
+from api.deps import ModelsDep, PageDep, RegistryDep, keyed, require_key_for_reads
+from api.errors import READ_KEY, REDIS_DOWN, ValidationErrors, errors, http_errors
+from shared.ml import onnx_export
+from shared.registry.files import InvalidModel, LoadedModel, ModelFileError, ModelTooLarge
+from shared.registry.service import ImportRefused, Models
+from shared.registry.store import IdTaken, ModelInUse, ModelNotFound
+from shared.schemas.common import ErrorBody
+from shared.schemas.models import ModelInfo, ModelList
 
 router = APIRouter(prefix="/models", tags=["models"], responses=REDIS_DOWN)
 
-UNKNOWN: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such model."}
-}
-KEY: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "API_KEY is set and was not given."}
-}
-BROKEN: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "The model's file fails its integrity check."}
-}
+UNKNOWN = errors({404: "No such model."})
+BROKEN = errors({503: "The model's file fails its integrity check."})
 NPZ = "application/octet-stream"
 ONNX = "application/onnx"
 
@@ -32,8 +27,7 @@ ONNX = "application/onnx"
 @router.get("", response_model=ModelList)
 def list_models(registry: RegistryDep, page: PageDep) -> ModelList:
     """Model summaries, newest first, each with the aliases pointing at it."""
-    items, total = registry.list_models(page.offset, page.limit)
-    return ModelList(items=items, total=total, offset=page.offset, limit=page.limit)
+    return page.listing(ModelList, registry.list_models)
 
 
 @router.get("/{model_id}", response_model=ModelInfo, responses=UNKNOWN)
@@ -45,42 +39,31 @@ def get_model(model_id: UUID, registry: RegistryDep) -> ModelInfo:
 @router.delete(
     "/{model_id}",
     status_code=204,
-    dependencies=[Depends(require_api_key)],
-    responses={
-        **UNKNOWN,
-        **KEY,
-        409: {
-            "model": ErrorBody,
-            "description": "Aliases use it, or an active job starts from it.",
-        },
-    },
+    **keyed(UNKNOWN, {409: "Aliases use it, or an active job starts from it."}),
 )
-def delete_model(model_id: UUID, registry: RegistryDep, store: StoreDep, jobs: JobsDep) -> Response:
+def delete_model(model_id: UUID, models: ModelsDep) -> Response:
     """Remove the model's files, then its registry entry; refused while an alias points
     at it (the detail names the aliases) or a queued or running job starts from it."""
-    starting = [str(job.id) for job in jobs.active() if job.init_model_id == model_id]
-    if starting:
-        raise HTTPException(
-            409, f"model {model_id} is where job(s) {', '.join(starting)} start from"
-        )
-    try:
-        registry.delete_model(model_id, store)
-    except ModelNotFound:
-        raise HTTPException(404, f"model {model_id} not found") from None
-    except ModelInUse as exc:
-        raise HTTPException(409, str(exc)) from None
+    with http_errors({ModelNotFound: (404, f"model {model_id} not found"), ModelInUse: 409}):
+        models.delete(model_id)
     return Response(status_code=204)
 
 
 @router.get(
     "/{model_id}/download",
     response_class=Response,
-    responses={**UNKNOWN, **BROKEN, 200: {"content": {NPZ: {}}, "description": "The .npz."}},
+    dependencies=[Depends(require_key_for_reads)],
+    responses={
+        **UNKNOWN,
+        **BROKEN,
+        **READ_KEY,
+        200: {"content": {NPZ: {}}, "description": "The .npz."},
+    },
 )
-def download_model(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Response:
+def download_model(model_id: UUID, registry: RegistryDep, models: ModelsDep) -> Response:
     """The ``.npz`` exactly as stored; its sha256 is the card's ``sha256`` (and the ETag)."""
     info = _card(registry, model_id)
-    payload = _verified(store, info)
+    payload = _verified(models, info)
     return Response(
         payload,
         media_type=NPZ,
@@ -95,13 +78,14 @@ def download_model(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Re
 @router.get(
     "/{model_id}/onnx",
     response_class=Response,
-    responses={**UNKNOWN, **BROKEN, 200: {"content": {ONNX: {}}}},
+    dependencies=[Depends(require_key_for_reads)],
+    responses={**UNKNOWN, **BROKEN, **READ_KEY, 200: {"content": {ONNX: {}}}},
 )
-def export_onnx(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Response:
+def export_onnx(model_id: UUID, registry: RegistryDep, models: ModelsDep) -> Response:
     """The model as ONNX: float32 ``[N, 784]`` pixels 0..255 in, ``[N, 10]`` normalised
     probabilities out, as ``/predict`` answers them."""
     info = _card(registry, model_id)
-    model = _loaded(store, info)
+    model = _loaded(models, info)
     payload = onnx_export.to_onnx(
         model.weights,
         model.input_scale,
@@ -120,15 +104,16 @@ def export_onnx(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Respo
     "",
     status_code=201,
     response_model=ModelInfo,
-    dependencies=[Depends(require_api_key)],
-    responses={
-        **KEY,
-        409: {"model": ErrorBody, "description": "A model with this id exists."},
-        422: {
-            "model": ErrorBody | ValidationErrors,
-            "description": "Not a valid model file (the reason), or an invalid query field.",
-        },
-    },
+    **keyed(
+        {
+            409: "A job, a model or an import has this id.",
+            413: "The file declares more than a model may.",
+            422: {
+                "model": ErrorBody | ValidationErrors,
+                "description": "Not a valid model file (the reason), or an invalid query field.",
+            },
+        }
+    ),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -147,32 +132,23 @@ def export_onnx(model_id: UUID, registry: RegistryDep, store: StoreDep) -> Respo
 )
 async def import_model(
     request: Request,
-    registry: RegistryDep,
-    store: StoreDep,
+    models: ModelsDep,
     source: Annotated[
         str | None, Query(max_length=500, description="Where it comes from, recorded.")
     ] = None,
 ) -> ModelInfo:
     """Import an exported ``.npz`` (the body, or a multipart ``file``); it keeps its id
-    (its job's id). It is validated like every model file before it is written."""
+    (its job's id), claimed atomically. It is validated like every model file, sizes
+    first, before it is written."""
     payload = await _upload(request)
     try:
-        weights, meta = await run_in_threadpool(parse_model, payload)
-    except InvalidModel as exc:
+        return await run_in_threadpool(models.import_model, payload, source or "upload")
+    except ModelTooLarge as exc:
+        raise HTTPException(413, f"not an importable model file: {exc}") from None
+    except (InvalidModel, ImportRefused) as exc:
         raise HTTPException(422, f"not a valid model file: {exc}") from None
-    if meta.job_id is None:
-        raise HTTPException(422, "not a valid model file: its metadata has no job_id (its id)")
-    model_id = meta.job_id
-    if registry.get_model(model_id) is not None or store.recorded_sha256(model_id):
-        raise HTTPException(409, f"model {model_id} exists already")
-    digest, size = await run_in_threadpool(store.write, model_id, payload)
-    info = model_info(
-        LoadedModel(model_id, weights, meta, digest, size),
-        imported_at=utcnow(),
-        imported_from=source or "upload",
-    )
-    registry.put_model(info)
-    return info
+    except IdTaken as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 async def _upload(request: Request) -> bytes:
@@ -195,15 +171,15 @@ def _card(registry: RegistryDep, model_id: UUID) -> ModelInfo:
     return info
 
 
-def _verified(store: ModelStore, info: ModelInfo) -> bytes:
+def _verified(models: Models, info: ModelInfo) -> bytes:
     try:
-        return store.read_verified(info.id, info.sha256)
+        return models.files.read_verified(info.id, info.sha256)
     except ModelFileError as exc:
         raise HTTPException(503, f"model {info.id}: file fails its integrity check") from exc
 
 
-def _loaded(store: ModelStore, info: ModelInfo) -> LoadedModel:
+def _loaded(models: Models, info: ModelInfo) -> LoadedModel:
     try:
-        return store.load(info.id, info.sha256)
+        return models.load(info)
     except ModelFileError as exc:
         raise HTTPException(503, f"model {info.id}: file fails its integrity check") from exc

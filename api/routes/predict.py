@@ -7,13 +7,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import predict_body
-from api.deps import ServerDep, require_api_key_for_predict
-from api.errors import BODY_ERRORS
+from api.canary import Traffic
+from api.deps import ClientId, DriftDep, ServerDep, TrafficDep, require_key_for_reads
+from api.drift import DriftRecorder
+from api.errors import BODY_ERRORS, errors
 from api.metrics import count_predictions
 from api.serving import Served, predict
-from shared.schemas import BatchPrediction, ErrorBody, Prediction, PredictRequest
+from shared.schemas.predict import BatchPrediction, Prediction, PredictRequest
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key_for_predict)])
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_key_for_reads)])
 
 
 INLINE_BYTES = 64 * 1024
@@ -31,17 +33,22 @@ async def request_body(request: Request) -> bytes:
     return await request.body()
 
 
-def _answer(request: predict_body.PredictInput, served: Served) -> Response:
+def _answer(
+    request: predict_body.PredictInput, served: Served, drift: DriftRecorder, traffic: Traffic
+) -> Response:
     probabilities = predict(served.model, request.images)
+    drift.observe(served.model.id, request.images, probabilities)  # input drift: buffered only
     labels = probabilities.argmax(axis=1)
-    count_predictions(len(labels), "/predict")
-    model_id, alias = served.model.id, served.alias
+    count_predictions(len(labels), "/predict", served.alias, served.variant)
+    traffic.observe(served, request.images, probabilities)
+    model_id, alias, variant = served.model.id, served.alias, served.variant
     if request.single:
         content = {
             "label": labels[0],
             "probabilities": probabilities[0],
             "model_id": model_id,
             "alias": alias,
+            "variant": variant,
         }
     else:
         content = {
@@ -49,6 +56,7 @@ def _answer(request: predict_body.PredictInput, served: Served) -> Response:
             "probabilities": probabilities,
             "model_id": model_id,
             "alias": alias,
+            "variant": variant,
         }
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
@@ -56,29 +64,38 @@ def _answer(request: predict_body.PredictInput, served: Served) -> Response:
 @router.post(
     "/predict",
     response_model=Prediction | BatchPrediction,
-    responses={
-        **BODY_ERRORS,
-        404: {"model": ErrorBody, "description": "No model with the given id, or no such alias."},
-        422: {
-            "description": "Not one image or a batch of 784 values in 0..255, or both "
-            "model_id and alias.",
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+    responses=errors(
+        BODY_ERRORS,
+        {
+            404: "No model with the given id, or no such alias.",
+            422: {
+                "description": "Not one image or a batch of 784 values in 0..255, or both "
+                "model_id and alias.",
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+            },
+            503: "No model trained yet, or its file is bad.",
         },
-        503: {"model": ErrorBody, "description": "No model trained yet, or its file is bad."},
-    },
+    ),
     openapi_extra={"requestBody": BODY},
 )
 async def predict_digits(
-    body: Annotated[bytes, Depends(request_body)], server: ServerDep
+    body: Annotated[bytes, Depends(request_body)],
+    server: ServerDep,
+    drift: DriftDep,
+    traffic: TrafficDep,
+    x_client_id: ClientId = None,
 ) -> Response:
     """One image (``pixels``) answers ``label``; a batch (``images``) answers ``labels``.
 
     Served by ``model_id`` or ``alias`` when given, else by the serving alias
-    (``SERVING_ALIAS``), else by the newest intact model.
+    (``SERVING_ALIAS``), else by the newest intact model. Through an alias with a canary
+    split, the candidate may answer: ``variant`` says which side did (docs/lifecycle.md).
     """
     inline = len(body) <= INLINE_BYTES
     request = (
         predict_body.parse(body) if inline else await run_in_threadpool(predict_body.parse, body)
     )
-    served = await server.model(request.model_id, request.alias)
-    return _answer(request, served) if inline else await run_in_threadpool(_answer, request, served)
+    served = await server.model(request.model_id, request.alias, x_client_id)
+    if inline:
+        return _answer(request, served, drift, traffic)
+    return await run_in_threadpool(_answer, request, served, drift, traffic)
