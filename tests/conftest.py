@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a private, real redis-server and real MNIST."""
+"""Fixtures shared by every test: a private, real redis-server, a private SeaweedFS (S3)
+and real MNIST."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -6,21 +7,32 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import mnist
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.leases import Leases
-from shared.redis_conn import connect
-from shared.registry import ModelRegistry
-from shared.store import ModelStore
+from shared.config import Settings
+from shared.data import mnist
+from shared.jobs.leases import Leases
+from shared.jobs.store import JobStore
+from shared.redisdb.client import connect
+from shared.redisdb.keys import Keys
+from shared.registry.aliases import Aliases
+from shared.registry.service import Models
+from shared.registry.store import ModelRegistry
+from shared.services import Services
 from tests.procs import mnist_dir, redis_server
-from worker.jobs import Stores
+from tests.seaweed import Seaweed, seaweed_server
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A private SeaweedFS on loopback (tests/seaweed.py), started on first use (~4 s);
+    create a bucket per test or module with ``s3_server.create_bucket()``."""
+    with seaweed_server(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -57,9 +69,23 @@ def registry(redis_client: redis.Redis, keys: Keys) -> ModelRegistry:
 
 
 @pytest.fixture
-def stores(jobs: JobStore, leases: Leases, registry: ModelRegistry, tmp_path: Path) -> Stores:
-    """What a worker uses, over the tests' Redis; its model files in ``tmp_path / "models"``."""
-    return Stores(jobs, leases, registry, ModelStore(tmp_path / "models"))
+def settings(redis_url: str, tmp_path: Path, keys: Keys, redis_client: redis.Redis) -> Settings:
+    """Settings over the tests' Redis (flushed first) and ``tmp_path / "models"``."""
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=keys.prefix,
+        model_dir=tmp_path / "models",
+        mnist_dir=mnist_dir(),
+        mnist_download=False,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    """What a worker or the API uses, over the tests' Redis and a local artifact store."""
+    built = Services.connect(settings)
+    yield built
+    built.close()
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +94,28 @@ def mnist_data() -> mnist.Mnist:
     if mnist.missing_files(directory):
         pytest.skip(f"real MNIST not found in {directory} (set MNIST_DIR)")
     return mnist.load(directory)
+
+
+@pytest.fixture
+def models(services: Services) -> Models:
+    """Model files (under ``tmp_path / "models"``) and the registry together."""
+    return services.models
+
+
+@pytest.fixture
+def aliases(registry: ModelRegistry) -> Aliases:
+    return Aliases(registry)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first: the compose stack, then the end-to-end modules, then the
+    quick ones. ``./scripts/test`` hands whole modules to two workers in this order, so
+    the long ones start at once and the quick ones fill the gaps at the end (sorting is
+    stable: a module's own order is kept)."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("compose"):
+            return 0
+        return 1 if item.get_closest_marker("e2e") else 2
+
+    items.sort(key=weight)

@@ -3,7 +3,7 @@
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 
 def dark_on_light_png(
@@ -40,3 +40,37 @@ def random_rendering(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     return dark_on_light_png(
         digit, scale, (width, height), offset, paper=int(rng.integers(180, 256))
     )
+
+
+def photographed(digit: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A digit drawn dark on light paper and photographed with a phone: grey paper lit
+    unevenly from one side, grey ink, the lens's blur, sensor noise, a JPEG."""
+    side = int(rng.integers(120, 200))
+    ink = Image.fromarray(255 - np.asarray(digit, dtype=np.uint8).reshape(28, 28))
+    sheet = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
+    paper, pen = float(rng.uniform(200, 240)), float(rng.uniform(40, 90))
+    shade = pen + sheet * ((paper - pen) / 255.0)
+    light = np.linspace(float(rng.uniform(0.7, 0.85)), 1.0, side, dtype=np.float32)
+    lit = shade * (light[None, :] if rng.random() < 0.5 else light[:, None])
+    noisy = lit + rng.normal(0.0, 6.0, lit.shape).astype(np.float32)
+    picture = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    picture = picture.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 2.0))))
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, "JPEG", quality=int(rng.integers(60, 85)))
+    return buffer.getvalue()
+
+
+def shifted(images: np.ndarray, pixels: int = 6) -> np.ndarray:
+    """Each digit moved ``pixels`` to the right (what falls off the edge is lost)."""
+    square = images.reshape(-1, 28, 28)
+    out = np.zeros_like(square)
+    out[:, :, pixels:] = square[:, :, :-pixels]
+    return out.reshape(len(images), 784)
+
+
+def thickened(images: np.ndarray) -> np.ndarray:
+    """Each stroke grown by a pixel all round (a 3x3 maximum filter): a thick pen."""
+    square = images.reshape(-1, 28, 28)
+    padded = np.pad(square, ((0, 0), (1, 1), (1, 1)))
+    grown = np.max([padded[:, r : r + 28, c : c + 28] for r in range(3) for c in range(3)], axis=0)
+    return grown.reshape(len(images), 784)

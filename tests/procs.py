@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,10 +44,12 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15)
             proc.wait(5)
 
 
-def start_redis(workdir: Path, port: int, persistent: bool = False) -> subprocess.Popen:
+def start_redis(
+    workdir: Path, port: int, persistent: bool = False, extra: Sequence[str] = ()
+) -> subprocess.Popen:
     """A private redis-server on loopback; returns once it answers. It keeps nothing on
     disk unless ``persistent`` (an AOF fsynced on every write, for restarts that keep
-    the data)."""
+    the data); ``extra`` are more command-line settings."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found: apt-get install redis-server")
@@ -67,6 +69,7 @@ def start_redis(workdir: Path, port: int, persistent: bool = False) -> subproces
             "always",
             "--dir",
             str(workdir),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -75,10 +78,12 @@ def start_redis(workdir: Path, port: int, persistent: bool = False) -> subproces
 
 
 @contextmanager
-def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+def redis_server(
+    workdir: Path, port: int | None = None, extra: Sequence[str] = ()
+) -> Iterator[str]:
     """A private redis-server on a free loopback port; yields its URL."""
     port = port or free_port()
-    proc = start_redis(workdir, port)
+    proc = start_redis(workdir, port, extra=extra)
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:

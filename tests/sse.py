@@ -6,26 +6,14 @@ from typing import Any
 
 import httpx
 
+from cli.client import sse_events
+
 
 def events(response: httpx.Response) -> Iterator[tuple[str, Any, str | None]]:
-    """``(event, data decoded as JSON, id)`` for each event of a streaming response."""
-    event, data, event_id = "message", [], None
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, json.loads("\n".join(data)), event_id
-            event, data, event_id = "message", [], None
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
-            elif field == "id":
-                event_id = value
+    """``(event, data decoded as JSON, id)`` for each event of a streaming response
+    (parsed as ``mnist`` parses it: tests/unit/test_cli_client.py tests the parser)."""
+    for event, data, event_id in sse_events(response.iter_lines()):
+        yield event, json.loads(data), event_id
 
 
 def collect(

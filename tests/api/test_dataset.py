@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.config import Settings
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.procs import mnist_dir
 
 

@@ -5,9 +5,10 @@ import json
 import uuid
 
 from api.routes.events import job_events
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from shared.jobs.store import JobStore
+from shared.redisdb.keys import Keys
+from shared.schemas.jobs import EpochRecord, Job, JobEnd, JobStatus
+from shared.schemas.params import TrainParams
 
 
 def _row(epoch: int, cost: float = 1.0) -> EpochRecord:
@@ -37,7 +38,7 @@ def test_resumed_run_sends_each_epoch_once(jobs: JobStore) -> None:
         jobs.reset_progress(job_id, 2)  # resumed from a checkpoint at epoch 2
         for epoch in (3, 4, 5):
             jobs.record_epoch(job_id, _row(epoch, cost=0.5))
-        jobs.finish(job_id, JobStatus.succeeded, model_id=job_id)
+        jobs.finish(job_id, JobStatus.succeeded, JobEnd(model_id=job_id))
         return first, [event async for event in stream]
 
     first, rest = asyncio.run(follow())

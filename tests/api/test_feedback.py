@@ -12,8 +12,9 @@ from PIL import Image
 from api import imaging
 from api.main import create_app
 from shared.config import Settings
-from shared.mnist import Mnist
-from shared.registry import ModelRegistry
+from shared.data.mnist import Mnist
+from shared.registry.aliases import Aliases
+from shared.registry.store import ModelRegistry
 from tests.digits import dark_on_light_png
 
 KEY = "s3cret-key"
@@ -111,6 +112,11 @@ def test_bad_pictures_and_forms(client: TestClient, mnist_data: Mnist) -> None:
         ({"file": ("d.png", png, "image/png")}, {"label": "12"}, 422),
         ({"file": ("d.png", png, "image/png")}, {}, 422),
         ({"file": ("d.png", png, "image/png")}, {"label": "x"}, 422),
+        # digits int() takes but a label is not: superscripts, 5,000 digits (a 500 before)
+        ({"file": ("d.png", png, "image/png")}, {"label": "²"}, 422),
+        ({"file": ("d.png", png, "image/png")}, {"label": "³"}, 422),
+        ({"file": ("d.png", png, "image/png")}, {"label": "7" * 5000}, 422),
+        ({"file": ("d.png", png, "image/png")}, {"label": "3", "predicted": "٣"}, 422),
         ({}, {"label": "3"}, 422),
     ]
     blank = io.BytesIO()
@@ -169,10 +175,13 @@ def test_feedback_max_gives_507(small: TestClient, mnist_data: Mnist) -> None:
 
 def test_keys(settings: Settings, mnist_data: Mnist) -> None:
     body = {"pixels": pixels(mnist_data, 0), "label": 7}
-    open_writes = configured(settings, api_key=KEY)
-    with TestClient(create_app(open_writes)) as client:
-        item = client.post("/feedback", json=body)
-        assert item.status_code == 201  # like /predict: open unless PROTECT_PREDICT
+    keyed = configured(settings, api_key=KEY)
+    with TestClient(create_app(keyed)) as client:
+        # a correction is a write: what the next fine-tune trains on
+        assert client.post("/feedback", json=body).status_code == 401
+        item = client.post("/feedback", json=body, headers={"X-API-Key": KEY})
+        assert item.status_code == 201
+        assert client.get(f"/feedback/{item.json()['id']}").status_code == 200  # reads: open
         assert client.delete(f"/feedback/{item.json()['id']}").status_code == 401
         deleted = client.delete(f"/feedback/{item.json()['id']}", headers={"X-API-Key": KEY})
         assert deleted.status_code == 204
@@ -181,10 +190,14 @@ def test_keys(settings: Settings, mnist_data: Mnist) -> None:
         assert client.post("/feedback", json=body).status_code == 401
         ok = client.post("/feedback", json=body, headers={"Authorization": f"Bearer {KEY}"})
         assert ok.status_code == 201
+        drawing = f"/feedback/{ok.json()['id']}"
+        for path in (drawing, f"{drawing}.png", "/feedback", "/feedback/stats"):
+            assert client.get(path).status_code == 401, path  # users' drawings are theirs
+            assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
 
 
 def test_init_model_inherits_and_refuses_conflicts(
-    client: TestClient, trained: uuid.UUID, registry: ModelRegistry
+    client: TestClient, trained: uuid.UUID, registry: ModelRegistry, aliases: Aliases
 ) -> None:
     # the trained fixture: n_hidden 50, input_scaling unit, float32
     parent = registry.get_model(trained)
@@ -202,7 +215,7 @@ def test_init_model_inherits_and_refuses_conflicts(
     assert client.post("/jobs", json={"feedback_weight": -1}).status_code == 422
     assert client.post("/jobs", json={"feedback_holdout": 0.6}).status_code == 422
 
-    registry.set_alias("production", trained)
+    aliases.set_alias("production", trained)
     accepted = client.post(
         "/jobs?preset=fast",
         json={"init_model": "production", "epochs": 2, "feedback_weight": 5},

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.config import Settings
-from shared.jobstore import JobStore
+from shared.jobs.store import JobStore
 
 KEY = "s3cret-key"
 

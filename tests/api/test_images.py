@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api import imaging
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import random_rendering
 
 
@@ -47,7 +47,8 @@ def test_rendered_test_digits_come_back_to_their_class(
     assert accuracy > raw_accuracy - 0.06, (accuracy, raw_accuracy)
     assert agreement > 0.85
     metrics = client.get("/metrics").text
-    assert f'mnist_predictions_total{{endpoint="/predict/image"}} {n}.0' in metrics
+    counted = 'mnist_predictions_total{alias="",endpoint="/predict/image",variant="primary"}'
+    assert f"{counted} {n}.0" in metrics
 
 
 def test_pixels_are_what_the_model_saw(client: TestClient, trained: uuid.UUID) -> None:
@@ -87,7 +88,8 @@ def test_bad_uploads_are_clear_4xx(client: TestClient, trained: uuid.UUID) -> No
     assert _upload(client, digit.getvalue(), model_id="../etc").status_code == 422
 
     metrics = client.get("/metrics").text  # refused uploads are not predictions
-    assert 'mnist_predictions_total{endpoint="/predict/image"} 0.0' in metrics
+    counted = 'mnist_predictions_total{alias="",endpoint="/predict/image",variant="primary"}'
+    assert f"{counted} 0.0" in metrics
 
 
 def test_no_model_yet_is_503(client: TestClient) -> None:

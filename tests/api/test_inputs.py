@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from api.errors import validation_errors
 from api.routes.events import resume_after
-from shared.jobstore import JobStore
-from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from shared.jobs.store import JobStore
+from shared.schemas.jobs import EpochRecord, Job, JobEnd, JobStatus
+from shared.schemas.params import TrainParams
 from tests.sse import collect
 
 JSON = {"content-type": "application/json"}
@@ -70,7 +71,7 @@ def test_surrogates_in_loc_msg_and_input_come_back_escaped() -> None:
         ("DELETE", "/jobs/{id}", "GET"),
         ("PUT", "/jobs/{id}/cancel", "POST"),
         ("GET", "/predict", "POST"),
-        ("POST", "/static/app.js", "GET, HEAD"),  # StaticFiles' own 405 is kept
+        ("POST", "/static/main.js", "GET, HEAD"),  # StaticFiles' own 405 is kept
     ],
 )
 def test_405_lists_every_method_of_the_path(
@@ -88,7 +89,7 @@ def _finished_job(jobs: JobStore, epochs: int) -> uuid.UUID:
     jobs.update(job.id, lambda j: j.model_copy(update={"status": JobStatus.running}))
     for epoch in range(1, epochs + 1):
         jobs.record_epoch(job.id, EpochRecord(epoch=epoch, cost=1.0, seconds=0.01, eta=0.01))
-    jobs.finish(job.id, JobStatus.succeeded, model_id=job.id)
+    jobs.finish(job.id, JobStatus.succeeded, JobEnd(model_id=job.id))
     return job.id
 
 

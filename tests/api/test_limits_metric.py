@@ -12,7 +12,7 @@ from api.main import create_app
 from api.metrics import REJECT_REASONS
 from bench import hostile
 from shared.config import Settings
-from shared.jobstore import JobStore
+from shared.jobs.store import JobStore
 
 ISSUE_JOB = {"n_hidden": 1024, "minibatches": 1, "dtype": "float64", "epochs": 1}
 
@@ -86,6 +86,8 @@ def test_every_limit_is_counted_by_reason(limited: TestClient) -> None:
     assert blank.status_code == 422  # no digit: not a limit, not counted
     assert rejected(limited) == {
         "body": 1.0,
+        "body_timeout": 0.0,  # tests/e2e/test_slow_bodies.py provokes these two
+        "body_budget": 0.0,
         "image_size": 1.0,
         "image_type": 1.0,
         "job_memory": 1.0,

@@ -1,20 +1,21 @@
 """The metrics collector over a real Redis, and route labels in-process."""
 
 import uuid
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import EPOCH_BUCKETS, JobsCollector
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.queue import QUEUE
-from shared.redis_conn import connect
-from shared.registry import ModelRegistry
-from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
-from shared.store import ModelStore
+from shared.config import Settings
+from shared.jobs.queue import QUEUE
+from shared.jobs.store import JobStore
+from shared.redisdb.keys import Keys
+from shared.registry.aliases import Aliases
+from shared.registry.store import ModelRegistry
+from shared.schemas.jobs import EpochRecord, Job, JobStatus
+from shared.schemas.params import TrainParams
+from shared.services import Services
 from tests import models
 from tests.procs import free_port
 
@@ -27,9 +28,9 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _scrape(jobs: JobStore, collector: JobsCollector | None = None) -> dict:
+def _scrape(services: Services, collector: JobsCollector | None = None) -> dict:
     prometheus = CollectorRegistry()
-    prometheus.register(collector or JobsCollector(jobs.redis, jobs.keys))
+    prometheus.register(collector or JobsCollector(services))
     return _samples(generate_latest(prometheus).decode())
 
 
@@ -46,14 +47,15 @@ def _job(jobs: JobStore, epochs: int, seconds: list[float]) -> uuid.UUID:
     return job.id
 
 
-def test_jobs_epochs_and_epoch_seconds_from_redis(jobs: JobStore, keys: Keys) -> None:
-    collector = JobsCollector(jobs.redis, keys)
+def test_jobs_epochs_and_epoch_seconds_from_redis(services: Services, keys: Keys) -> None:
+    jobs = services.jobs
+    collector = JobsCollector(services)
     done = _job(jobs, 3, [0.004, 0.02, 0.3])
     jobs.finish(done, JobStatus.succeeded)
     running = _job(jobs, 10, [0.02, 0.02])
     _create(jobs, Job(id=uuid.uuid4(), params=TrainParams(), epochs=1000))
 
-    samples = _scrape(jobs, collector)
+    samples = _scrape(services, collector)
     assert samples[("mnist_redis_up", ())] == 1
     status = {s.value: samples[("mnist_jobs", (("status", s.value),))] for s in JobStatus}
     assert status == {"queued": 1, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
@@ -70,10 +72,10 @@ def test_jobs_epochs_and_epoch_seconds_from_redis(jobs: JobStore, keys: Keys) ->
 
     # the running job trains on, then a resumed run rewinds its history to epoch 1
     jobs.record_epoch(running, EpochRecord(epoch=3, cost=1.0, seconds=0.02, eta=0.1))
-    assert _scrape(jobs, collector)[("mnist_training_epochs_total", ())] == 6
+    assert _scrape(services, collector)[("mnist_training_epochs_total", ())] == 6
     jobs.reset_progress(running, 1)
     jobs.record_epoch(running, EpochRecord(epoch=2, cost=1.0, seconds=1.5, eta=0.1))
-    samples = _scrape(jobs, collector)
+    samples = _scrape(services, collector)
     assert samples[("mnist_training_epochs_total", ())] == 5
     assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "1.0"),))] == 4
     assert samples[("mnist_epoch_duration_seconds_bucket", (("le", "2.5"),))] == 5
@@ -81,20 +83,23 @@ def test_jobs_epochs_and_epoch_seconds_from_redis(jobs: JobStore, keys: Keys) ->
     # jobs that leave Redis leave the numbers; a fresh collector agrees with the cached one
     jobs.redis.delete(keys.job(done), keys.job_history(done))
     jobs.redis.zrem(keys.jobs(), str(done))
-    cached, fresh = _scrape(jobs, collector), _scrape(jobs)
+    cached, fresh = _scrape(services, collector), _scrape(services)
     assert cached[("mnist_training_epochs_total", ())] == 2
     assert cached == fresh
 
 
-def test_queue_depth_counts_every_priority_list(jobs: JobStore, keys: Keys) -> None:
+def test_queue_depth_counts_every_priority_list(services: Services, keys: Keys) -> None:
     base = keys.celery_queue(QUEUE)
-    jobs.redis.rpush(base, "a", "b")
-    jobs.redis.rpush(f"{base}\x06\x163", "c")  # kombu's name of the priority-3 list
-    assert _scrape(jobs)[("mnist_queue_depth", ())] == 3
+    services.redis.rpush(base, "a", "b")
+    services.redis.rpush(f"{base}\x06\x163", "c")  # kombu's name of the priority-3 list
+    assert _scrape(services)[("mnist_queue_depth", ())] == 3
 
 
-def test_redis_down_is_a_metric_not_an_error(keys: Keys) -> None:
-    gone = JobStore(connect(f"redis://127.0.0.1:{free_port()}/0", retries=0), keys)
+def test_redis_down_is_a_metric_not_an_error(settings: Settings) -> None:
+    gone = Services.connect(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}),
+        retries=0,
+    )
     samples = _scrape(gone)
     assert samples == {("mnist_redis_up", ()): 0}
 
@@ -117,19 +122,19 @@ def test_requests_are_labelled_by_route_template(client: TestClient) -> None:
     assert requests("<unmatched>", "404") == 1
     assert not any(str(job_id) in str(labels) or "passwd" in str(labels) for _, labels in samples)
     assert ("process_resident_memory_bytes", ()) in samples
-    assert samples[("mnist_predictions_total", (("endpoint", "/predict"),))] == 0
+    no_split = (("alias", ""), ("endpoint", "/predict"), ("variant", "primary"))
+    assert samples[("mnist_predictions_total", no_split)] == 0
 
 
 def test_aliases_as_an_info_metric_and_changes_by_source(
-    jobs: JobStore, registry: ModelRegistry, tmp_path: Path
+    services: Services, registry: ModelRegistry, aliases: Aliases
 ) -> None:
-    store = ModelStore(tmp_path / "models")
-    a, b = models.register(store, registry), models.register(store, registry)
-    registry.set_alias("production", a)
-    registry.set_alias("production", b)
-    registry.rollback("production")
-    registry.set_alias("canary", b)
-    samples = _scrape(jobs)
+    a, b = models.register(services.models), models.register(services.models)
+    aliases.set_alias("production", a)
+    aliases.set_alias("production", b)
+    aliases.rollback("production")
+    aliases.set_alias("canary", b)
+    samples = _scrape(services)
     info = {labels for (name, labels) in samples if name == "mnist_alias_info"}
     assert info == {
         (("alias", "canary"), ("model_id", str(b))),

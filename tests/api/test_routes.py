@@ -9,15 +9,19 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from shared.artifacts.local import LocalStore
 from shared.config import Settings
+from shared.data.mnist import Mnist
 from shared.files import sha256_bytes, write_bytes_atomic
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.mnist import Mnist
-from shared.model_index import ModelIndex
-from shared.registry import ModelRegistry, model_info
-from shared.schemas import Job, JobStatus, TrainParams, utcnow
-from shared.store import ModelStore
+from shared.jobs.store import JobStore
+from shared.redisdb.keys import Keys
+from shared.registry.files import ModelFiles
+from shared.registry.index import ModelIndex
+from shared.registry.service import model_info
+from shared.registry.store import ModelRegistry
+from shared.schemas.common import utcnow
+from shared.schemas.jobs import Job, JobEnd, JobStatus
+from shared.schemas.params import TrainParams
 from tests import models
 from tests.api.conftest import images
 from tests.procs import wait_until
@@ -173,7 +177,7 @@ def test_a_new_model_serves_as_soon_as_it_is_registered(
     """The API keeps the newest id from the registry's announcements: no periodic
     re-read may hide a missing one, so it is pushed far out here."""
     monkeypatch.setattr(ModelIndex, "REFRESH_SECONDS", 600.0)
-    store = ModelStore(settings.model_dir)
+    store = ModelFiles(LocalStore(settings.model_dir))
     model = store.load(trained)
     wait_until(lambda: client.app.state.model_index._current, 10, "API subscribed")
     for _ in range(10):
@@ -282,7 +286,7 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
 
 def test_job_status_values(jobs: JobStore, client: TestClient) -> None:
     job_id = uuid.UUID(client.post("/jobs", json={"epochs": 1}).json()["id"])
-    jobs.finish(job_id, JobStatus.failed, error="boom")
+    jobs.finish(job_id, JobStatus.failed, JobEnd(error="boom"))
     job = client.get(f"/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"] == "boom"
 
@@ -302,7 +306,7 @@ def test_fast_preset_with_overrides(client: TestClient) -> None:
 def test_a_planted_file_that_is_not_a_model_never_stops_the_api(settings: Settings) -> None:
     """Metadata that fails validation (a string where input_scale is a number), NaN,
     weights of the wrong shape or dtype: skipped at start, with a valid .sha256 even."""
-    store = ModelStore(settings.model_dir)
+    store = ModelFiles(LocalStore(settings.model_dir))
     good = uuid.uuid4()
     store.save(good, models.weights(), models.meta(good))
     w = dict(zip(("w1", "b1", "w2", "b2"), models.weights().arrays(), strict=True))
@@ -316,9 +320,9 @@ def test_a_planted_file_that_is_not_a_model_never_stops_the_api(settings: Settin
     for arrays, planted_meta in planted:
         payload = models.npz(arrays, json.dumps(planted_meta))
         bad = uuid.uuid4()
-        write_bytes_atomic(store.path(bad), payload)
+        write_bytes_atomic(settings.model_dir / f"{bad}.npz", payload)
         checksum = f"{sha256_bytes(payload)}\n".encode()
-        write_bytes_atomic(store.path(bad).with_suffix(".sha256"), checksum)
+        write_bytes_atomic(settings.model_dir / f"{bad}.sha256", checksum)
     with TestClient(create_app(settings)) as client:
         assert client.get("/livez").status_code == 200
         listed = client.get("/models").json()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.config import Settings
-from shared.redis_conn import connect
+from shared.redisdb.client import connect
 
 PREFIX = "sweepapi:"
 BASE = {"epochs": 3, "train_size": 2000, "input_scaling": "unit"}

@@ -278,18 +278,21 @@ class Compose:
                     [*self.base(), *args],
                     cwd=REPO,
                     env=self.env,
-                    stdout=subprocess.PIPE,
-                    stderr=out,
+                    capture_output=True,
                     timeout=timeout,
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
                 raise RuntimeError(f"compose {' '.join(args)}: timed out after {timeout}s") from exc
-            out.write(done.stdout)
+            out.write(done.stdout + done.stderr)
         self.history.append((" ".join(args), round(time.monotonic() - started, 1)))
         if check and done.returncode != 0:
+            # compose says why on stderr, after the build's output on stdout: both, the
+            # reason last, so that the message's tail holds it
+            said = done.stderr.decode(errors="replace")[-2000:]
             raise RuntimeError(
-                f"compose {' '.join(args)} exited {done.returncode}:\n{self.log_tail()}"
+                f"compose {' '.join(args)} exited {done.returncode}:\n"
+                f"{self.log_tail(2000)}\n--- stderr:\n{said}"
             )
         return done.stdout.decode(errors="replace")
 

@@ -1,5 +1,5 @@
-"""The web page in real headless Chromium (Debian's ``chromium``, driven by Playwright;
-no browser download), against the real service: draw, upload, train, API key.
+"""The web page in real headless Chromium (tests/e2e/chromium.py) against the real
+service: draw, upload, train, API key.
 
 Screenshots go to ``test-artifacts/``; with ``UPDATE_SCREENSHOT=1`` the page's
 screenshot is also written to ``docs/screenshot.png`` for the README.
@@ -8,61 +8,34 @@ screenshot is also written to ``docs/screenshot.png`` for the README.
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import dark_on_light_png
+from tests.e2e import chromium
+from tests.e2e.chromium import ARTIFACTS, TIMEOUT_MS, sync_api
 from tests.e2e.conftest import Stack
 from tests.procs import REPO, free_port, start_api, stop
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO / "test-artifacts"
 GOOD = {"epochs": 15, "train_size": 20_000, "minibatches": 40, "eta": 0.01, "input_scaling": "unit"}
-TIMEOUT_MS = 30_000
+KEY = {"X-API-Key": "read-key"}
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":  # .ci/run installs it: a skip there would hide a gap
-        raise RuntimeError(f"CI=true but no Chromium at {CHROMIUM}")
-    pytest.skip(
-        f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)", allow_module_level=True
-    )
+browser = chromium.browser
+page = chromium.page
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator["sync_api.Browser"]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: "sync_api.Browser", request: pytest.FixtureRequest) -> Iterator["sync_api.Page"]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    page.screenshot(path=ARTIFACTS / f"browser-{request.node.name}.png", full_page=True)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+def open_with_model(page: "sync_api.Page", stack: Stack, model_id: str) -> None:
+    """The page, with ``model_id`` picked for the pad: other tests train smaller models,
+    which become the newest and so the default."""
+    page.goto(stack.url + "/")
+    page.wait_for_selector(f'#model-picker option[value="{model_id}"]', state="attached")
+    page.select_option("#model-picker", model_id)
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +88,8 @@ def label_for(page: "sync_api.Page", source: str) -> str:
 def test_draw_real_test_digits_and_see_their_labels(
     page: "sync_api.Page", stack: Stack, good_model: str, mnist_data: Mnist
 ) -> None:
-    page.goto(stack.url + "/")
+    open_with_model(page, stack, good_model)
     assert page.title() == "mnist-service"
-    # pick the good model for the pad (other tests train smaller ones that become newest)
-    page.wait_for_selector(f'#model-picker option[value="{good_model}"]', state="attached")
-    page.select_option("#model-picker", good_model)
 
     checked = 0
     for index in (0, 1, 2, 3, 4):  # a 7, a 2, a 1, a 0 and a 4
@@ -150,9 +120,7 @@ def test_draw_real_test_digits_and_see_their_labels(
 
 def test_touch_strokes_draw_too(page: "sync_api.Page", stack: Stack, good_model: str) -> None:
     """A vertical finger stroke (Chrome DevTools touch events): a 1."""
-    page.goto(stack.url + "/")
-    page.wait_for_selector(f'#model-picker option[value="{good_model}"]', state="attached")
-    page.select_option("#model-picker", good_model)
+    open_with_model(page, stack, good_model)
     box = page.locator("#pad").bounding_box()
     assert box is not None
     cdp = page.context.new_cdp_session(page)
@@ -175,9 +143,7 @@ def test_upload_a_png(
 ) -> None:
     png = tmp_path / "digit.png"
     png.write_bytes(dark_on_light_png(mnist_data.test_images[1], 6, (400, 300), (150, 60)))
-    page.goto(stack.url + "/")
-    page.wait_for_selector(f'#model-picker option[value="{good_model}"]', state="attached")
-    page.select_option("#model-picker", good_model)
+    open_with_model(page, stack, good_model)
     page.set_input_files("#upload", str(png))
     assert label_for(page, "upload:digit.png") == str(mnist_data.test_labels[1])
 
@@ -324,6 +290,47 @@ def test_the_page_asks_for_the_api_key(browser: "sync_api.Browser", stack: Stack
         stop(api)
 
 
+def test_with_protected_reads_the_key_goes_with_images_and_downloads(
+    browser: "sync_api.Browser", stack: Stack, good_model: str, mnist_data: Mnist
+) -> None:
+    """With PROTECT_PREDICT, a correction's image and a model's file need the key too,
+    which a plain <img> or download link cannot send: the page reads them with it."""
+    port = free_port()
+    env = {**stack.env, "API_KEY": "read-key", "PROTECT_PREDICT": "true"}
+    api = start_api(env, stack.logs / "api-protected-reads.log", port)
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        pixels = np.asarray(mnist_data.test_images[0]).reshape(28, 28).tolist()
+        with httpx.Client(base_url=url, timeout=30) as http:
+            sent = http.post("/feedback", json={"pixels": pixels, "label": 7}, headers=KEY)
+            assert sent.status_code == 201, sent.text
+            image = f"/feedback/{sent.json()['id']}.png"
+            assert http.get(image).status_code == 401  # no key, no image
+            size = http.get(f"/models/{good_model}", headers=KEY).json()["size_bytes"]
+        page.goto(url + "/")
+        page.locator("#key-dialog").wait_for(state="visible")  # the first protected read
+        page.fill("#key-input", "read-key")
+        page.click("#key-ok")
+        # the correction's image, read with the key
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('#feedback-grid img')]
+                .some((i) => i.complete && i.naturalWidth === 28)"""
+        )
+        # a model's file, read with the key and saved under its name
+        link = page.locator(f'#models tbody tr[data-id="{good_model}"] a.npz')
+        with page.expect_download() as saved:
+            link.click()
+        assert saved.value.suggested_filename == f"{good_model}.npz"
+        assert Path(saved.value.path()).stat().st_size == size
+        assert not page.locator("#models-status.error").is_visible()
+    finally:
+        context.close()
+        stop(api)
+
+
 BARS_SEEN = """() => [...document.querySelectorAll('#bars li')].map((li) => ({
     fill: li.querySelector('.fill').getBoundingClientRect().width,
     track: li.querySelector('.bar').getBoundingClientRect().width,
@@ -334,9 +341,7 @@ BARS_SEEN = """() => [...document.querySelectorAll('#bars li')].map((li) => ({
 def test_probability_bars_are_drawn_as_wide_as_their_probability(
     page: "sync_api.Page", stack: Stack, good_model: str
 ) -> None:
-    page.goto(stack.url + "/")
-    page.wait_for_selector(f'#model-picker option[value="{good_model}"]', state="attached")
-    page.select_option("#model-picker", good_model)
+    open_with_model(page, stack, good_model)
     with page.expect_response(lambda r: r.url.endswith("/predict/image")) as answer:
         draw_seven(page)
     probabilities = answer.value.json()["probabilities"]
@@ -445,3 +450,115 @@ def test_favicon(page: "sync_api.Page", stack: Stack) -> None:
         assert size and size[0] >= 16 and size[1] >= 16, (href, size)
     assert page.locator('link[rel="icon"]').get_attribute("href") == "/static/favicon.svg"
     assert not failed
+
+
+QUICK = {"epochs": 3, "train_size": 2000, "minibatches": 20, "eta": 0.01, "input_scaling": "unit"}
+
+
+def curve_says(page: "sync_api.Page", job_id: str, status: str, epochs: int) -> None:
+    """Wait until the learning curve shows ``job_id`` ended as ``status`` with all its points."""
+    page.wait_for_function(
+        """([caption, points]) => document.querySelector('#curve-job').textContent === caption
+            && document.querySelector('#curve').dataset.points === points""",
+        arg=[f"job {job_id[:8]}: {status}, epoch {epochs}/{epochs}", str(epochs)],
+    )
+
+
+def test_the_newest_jobs_curve_shows_without_a_click(page: "sync_api.Page", stack: Stack) -> None:
+    job_id = stack.submit(**QUICK, validation_fraction=0.1)
+    assert stack.wait(job_id)["status"] == "succeeded"
+    assert stack.http.get("/jobs?limit=1").json()["items"][0]["id"] == job_id  # the newest
+    page.goto(stack.url + "/")
+    # a finished training's curve is there at once: no "no epochs yet" until a click
+    curve_says(page, job_id, "succeeded", 3)
+    assert page.locator("#jobs tbody tr.shown").get_attribute("data-id") == job_id
+    assert page.locator("#jobs tbody tr.selected").count() == 0  # nobody picked it
+    page.locator(".curve").screenshot(path=ARTIFACTS / "browser-newest-curve.png")
+
+    # a newer job (queued elsewhere: here the API) takes the curve over while nothing is picked
+    newer = stack.submit(**QUICK)
+    curve_says(page, newer, "succeeded", 3)
+    assert page.locator("#jobs tbody tr.shown").get_attribute("data-id") == newer
+
+    # a picked job keeps the curve when another job comes
+    page.locator(f'#jobs tbody tr[data-id="{job_id}"]').click()
+    curve_says(page, job_id, "succeeded", 3)
+    newest = stack.submit(**QUICK)
+    page.wait_for_selector(f'#jobs tbody tr[data-id="{newest}"]')
+    assert stack.wait(newest)["status"] == "succeeded"
+    page.wait_for_selector(f'#jobs tbody tr[data-id="{newest}"][data-status="succeeded"]')
+    curve_says(page, job_id, "succeeded", 3)
+    assert page.locator("#jobs tbody tr.selected").get_attribute("data-id") == job_id
+    assert page.locator("#jobs tbody tr.shown").count() == 0
+
+
+def test_no_empty_box_or_dash_before_the_first_prediction(
+    page: "sync_api.Page", stack: Stack, good_model: str
+) -> None:
+    open_with_model(page, stack, good_model)
+    label = page.locator("#label")
+    seen = page.locator("#seen")
+    # nothing asked yet: no black "what the model saw" box, no dash where the digit will be
+    assert seen.is_hidden() and page.locator("#seen-box").is_hidden()
+    assert label.inner_text() == ""
+    assert page.locator("#feedback-bar").is_hidden()
+    page.locator("#draw-section").screenshot(path=ARTIFACTS / "browser-before-first-answer.png")
+
+    draw_seven(page)
+    page.wait_for_selector('#label[data-for]:not([data-for=""])')
+    assert re.fullmatch(r"\d", label.inner_text())
+    assert seen.is_visible() and page.locator("#seen-box").inner_text().startswith("what the model")
+
+    page.click("#clear")  # empty again: as before the first answer
+    assert seen.is_hidden() and label.inner_text() == ""
+
+
+def test_the_forms_bounds_and_defaults_are_the_schemas(page: "sync_api.Page", stack: Stack) -> None:
+    spec = stack.http.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    train, request = schemas["TrainParams"]["properties"], schemas["SweepRequest"]["properties"]
+    page.goto(stack.url + "/")
+    page.wait_for_selector('#sweep-space tbody tr[data-field="eta"]')
+    epochs = page.locator('#params input[name="epochs"]')
+    assert float(epochs.get_attribute("max") or "nan") == train["epochs"]["maximum"]
+    form = page.locator("#sweep-form")
+    trials = form.locator('input[name="trials"]')
+    assert float(trials.input_value()) == request["trials"]["default"]
+    assert float(trials.get_attribute("max") or "nan") == request["trials"]["maximum"]
+    samplers = form.locator('select[name="sampler"] option').all_inner_texts()
+    assert samplers == schemas["Sampler"]["enum"]
+    base_fraction = schemas["SweepBase"]["properties"]["validation_fraction"]["default"]
+    assert float(page.locator('#sweep-base input[name="validation_fraction"]').input_value()) == (
+        base_fraction
+    )
+    # a search row for each field the schema marks searchable, with its range to start from
+    rows = page.eval_on_selector_all(
+        "#sweep-space tbody tr",
+        """(rows) => rows.map((r) => [r.dataset.field, r.querySelector('[name=on]').checked,
+            r.querySelector('[name=low]').value, r.querySelector('[name=high]').value])""",
+    )
+    hints = {name: field["x-search"] for name, field in train.items() if "x-search" in field}
+    assert [r[0] for r in rows] == list(hints) and len(hints) >= 5
+    for name, on, low, high in rows:
+        hint = hints[name]
+        assert on is bool(hint.get("suggested")), name
+        for typed, start in [(low, hint.get("low")), (high, hint.get("high"))]:
+            assert (typed == "") if start is None else (float(typed) == pytest.approx(start)), name
+
+    # the proof: another schema served, another form (nothing is kept in the page)
+    train["epochs"]["maximum"] = 4321
+    request["trials"].update(default=7, maximum=77)
+    schemas["SweepBase"]["properties"]["validation_fraction"]["default"] = 0.25
+    train["l1"]["x-search"] = {"low": 0.5, "high": 2, "log": False, "suggested": True}
+    del train["n_hidden"]["x-search"]
+    page.route("**/openapi.json", lambda route: route.fulfill(json=spec))
+    page.reload()
+    page.wait_for_selector('#sweep-space tbody tr[data-field="eta"]')
+    assert epochs.get_attribute("max") == "4321"
+    assert "range 1 to 4321" in page.locator('#params label:has(input[name="epochs"])').inner_text()
+    assert trials.input_value() == "7" and trials.get_attribute("max") == "77"
+    assert page.locator('#sweep-base input[name="validation_fraction"]').input_value() == "0.25"
+    l1 = page.locator('#sweep-space tr[data-field="l1"]')
+    assert l1.locator('input[name="on"]').is_checked()
+    assert l1.locator('input[name="low"]').input_value() == "0.5"
+    assert page.locator('#sweep-space tr[data-field="n_hidden"]').count() == 0

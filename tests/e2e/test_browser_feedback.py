@@ -7,26 +7,19 @@ import re
 import numpy as np
 import pytest
 
-from shared.mnist import Mnist
-from tests.e2e import test_browser
+from shared.data.mnist import Mnist
+from tests.e2e import chromium
+from tests.e2e.chromium import ARTIFACTS, sync_api
 from tests.e2e.conftest import Stack
-from tests.e2e.test_browser import ARTIFACTS, draw, label_for, sync_api
+from tests.e2e.test_browser import draw, label_for
 
-# the same Chromium and the same page (with its JavaScript-error check) as test_browser.py
-browser = test_browser.browser
-page = test_browser.page
+# one Chromium per module, a page per test that fails on a JavaScript error (chromium.py)
+browser = chromium.browser
+page = chromium.page
 
 pytestmark = pytest.mark.e2e
 
-TINY = {"epochs": 2, "train_size": 2000, "minibatches": 20, "input_scaling": "unit", "eta": 0.1}
 FINETUNE_STATUS = re.compile(r"^job ([0-9a-f]{8}) (queued|running|succeeded), epoch \d+/3")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(stack: Stack) -> str:
-    job = stack.wait(stack.submit(**TINY))
-    assert job["status"] == "succeeded", job
-    return str(job["model_id"])
 
 
 def text_is(page: "sync_api.Page", selector: str, pattern: str) -> str:

@@ -7,17 +7,16 @@ import re
 
 import pytest
 
-from tests.e2e import test_browser
-from tests.e2e.conftest import Stack
-from tests.e2e.test_browser import ARTIFACTS, draw_seven, sync_api
+from tests.e2e import chromium
+from tests.e2e.chromium import ARTIFACTS, sync_api
+from tests.e2e.conftest import TINY, Stack
+from tests.e2e.test_browser import draw_seven
 
-# the same Chromium and the same page (with its JavaScript-error check) as test_browser.py
-browser = test_browser.browser
-page = test_browser.page
+# one Chromium per module, a page per test that fails on a JavaScript error (chromium.py)
+browser = chromium.browser
+page = chromium.page
 
 pytestmark = pytest.mark.e2e
-
-TINY = {"epochs": 2, "train_size": 2000, "minibatches": 20, "input_scaling": "unit", "eta": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +215,7 @@ def test_promote_rollback_and_delete_from_the_page(
 def test_a_broken_production_model_shows_degraded(
     page: "sync_api.Page", stack: Stack, two_models: tuple[str, str]
 ) -> None:
-    job = stack.wait(stack.submit(**TINY))
-    assert job["status"] == "succeeded", job
-    broken = job["id"]
+    broken = stack.trained(**TINY)["id"]
     response = stack.http.put("/aliases/production", json={"model_id": broken})
     assert response.status_code == 200, response.text
     intact = [m["id"] for m in stack.http.get("/models").json()["items"] if m["id"] != broken]

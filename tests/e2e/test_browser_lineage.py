@@ -9,18 +9,17 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from shared.mnist import Mnist
-from tests.e2e import test_browser
-from tests.e2e.conftest import Stack
-from tests.e2e.test_browser import ARTIFACTS, sync_api
+from shared.data.mnist import Mnist
+from tests.e2e import chromium
+from tests.e2e.chromium import ARTIFACTS, sync_api
+from tests.e2e.conftest import TINY, Stack
 
-# the same Chromium and the same page (with its JavaScript-error check) as test_browser.py
-browser = test_browser.browser
-page = test_browser.page
+# one Chromium per module, a page per test that fails on a JavaScript error (chromium.py)
+browser = chromium.browser
+page = chromium.page
 
 pytestmark = pytest.mark.e2e
 
-TINY = {"epochs": 2, "train_size": 2000, "minibatches": 20, "input_scaling": "unit", "eta": 0.1}
 FINETUNE = {"epochs": 1, "train_size": 2000, "minibatches": 20, "feedback_weight": 5}
 CORRECTIONS = 10  # the fine-tunes hold a fifth out: 2 to measure on
 
@@ -39,9 +38,7 @@ def pts(a: float, b: float) -> str:
 
 def trained(stack: Stack, **params: object) -> dict:
     """The model card of a job's model, once the job succeeded."""
-    job = stack.wait(stack.submit(**params))
-    assert job["status"] == "succeeded", job
-    card = stack.http.get(f"/models/{job['model_id']}")
+    card = stack.http.get(f"/models/{stack.trained(**params)['model_id']}")
     assert card.status_code == 200, card.text
     return card.json()
 

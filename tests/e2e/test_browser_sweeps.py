@@ -6,14 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e import test_browser
-from tests.e2e.conftest import Stack, running_stack
-from tests.e2e.test_browser import ARTIFACTS, sync_api
+from tests.e2e import chromium
+from tests.e2e.chromium import ARTIFACTS, sync_api
+from tests.e2e.conftest import Stack, two_worker_stack
 from tests.e2e.test_sweeps import SETTINGS
-from tests.procs import wait_until
 
-browser = test_browser.browser
-page = test_browser.page
+browser = chromium.browser
+page = chromium.page
 
 pytestmark = pytest.mark.e2e
 
@@ -21,10 +20,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The API, two workers (one BLAS thread each), a private Redis."""
-    with running_stack(tmp_path_factory.mktemp("browser-sweeps"), **SETTINGS) as stack:
-        stack.start_worker("--concurrency", "1", "--hostname", "second@%h")
-        log = stack.logs / "worker.log"
-        wait_until(lambda: log.read_text().count("ready.") >= 2, 60, "two workers ready")
+    with two_worker_stack(tmp_path_factory.mktemp("browser-sweeps"), **SETTINGS) as stack:
         yield stack
 
 
@@ -36,15 +32,30 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def test_a_sweep_from_the_page_to_promote_best(page: "sync_api.Page", stack: Stack) -> None:
+def sweep_form(page: "sync_api.Page", stack: Stack, epochs: int) -> "sync_api.Locator":
+    """The page, its sweep form's base open with small trials of ``epochs`` epochs; the
+    base's fields."""
     page.goto(stack.url + "/")
     page.wait_for_selector('#sweep-space tbody tr[data-field="eta"]')
-    # tiny trials: the fast preset's base, three values changed
     page.locator("#sweep-base-box summary").click()
     base = page.locator("#sweep-base")
-    base.locator('input[name="epochs"]').fill("3")
+    base.locator('input[name="epochs"]').fill(str(epochs))
     base.locator('input[name="train_size"]').fill("2000")
     base.locator('input[name="minibatches"]').fill("20")
+    return base
+
+
+def sweep_state_is(page: "sync_api.Page", state: str, timeout: float) -> None:
+    page.wait_for_function(
+        "(s) => document.querySelector('#sweep-state').textContent === s",
+        arg=state,
+        timeout=timeout,
+    )
+
+
+def test_a_sweep_from_the_page_to_promote_best(page: "sync_api.Page", stack: Stack) -> None:
+    # tiny trials: the fast preset's base, three values changed
+    base = sweep_form(page, stack, epochs=3)
     # eta (log) and n_hidden are searched by default; narrow n_hidden
     hidden = page.locator('#sweep-space tr[data-field="n_hidden"]')
     assert hidden.locator('input[name="on"]').is_checked()
@@ -61,10 +72,7 @@ def test_a_sweep_from_the_page_to_promote_best(page: "sync_api.Page", stack: Sta
 
     page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 4",
                            timeout=120_000)  # fmt: skip
-    page.wait_for_function(
-        "() => document.querySelector('#sweep-state').textContent === 'succeeded'",
-        timeout=120_000,
-    )
+    sweep_state_is(page, "succeeded", timeout=120_000)
     sweep_id = page.locator("#sweep-id").get_attribute("title")
     record = stack.http.get(f"/sweeps/{sweep_id}").json()
     assert record["status"] == "succeeded" and len(record["trials"]) == 4
@@ -125,13 +133,7 @@ def test_a_sweep_from_the_page_to_promote_best(page: "sync_api.Page", stack: Sta
 
 
 def test_cancel_from_the_page(page: "sync_api.Page", stack: Stack) -> None:
-    page.goto(stack.url + "/")
-    page.wait_for_selector('#sweep-space tbody tr[data-field="eta"]')
-    page.locator("#sweep-base-box summary").click()
-    base = page.locator("#sweep-base")
-    base.locator('input[name="epochs"]').fill("3000")
-    base.locator('input[name="train_size"]').fill("2000")
-    base.locator('input[name="minibatches"]').fill("20")
+    sweep_form(page, stack, epochs=3000)
     page.locator('#sweep-form input[name="trials"]').fill("3")
     page.locator("#sweep-button").click()
     page.wait_for_function(
@@ -143,9 +145,6 @@ def test_cancel_from_the_page(page: "sync_api.Page", stack: Stack) -> None:
     page.wait_for_function(
         "() => document.querySelector('#sweep-action').textContent.includes('cancelling')"
     )
-    page.wait_for_function(
-        "() => document.querySelector('#sweep-state').textContent === 'cancelled'",
-        timeout=60_000,
-    )
+    sweep_state_is(page, "cancelled", timeout=60_000)
     states = page.locator("#trials tbody tr").evaluate_all("rows => rows.map(r => r.dataset.state)")
     assert states and set(states) == {"cancelled"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import dark_on_light_png
 from tests.e2e.conftest import Stack
 from tests.procs import BIN, REPO, free_port, mnist_dir, start_api, stop, wait_until

@@ -7,22 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import dark_on_light_png
 from tests.e2e.conftest import Stack
 from tests.e2e.test_cli import mnist, one_line_error
 
 pytestmark = pytest.mark.e2e
 
-TINY = {"epochs": 2, "train_size": 2000, "minibatches": 20, "input_scaling": "unit", "eta": 0.1}
 SAVED = re.compile(r"^correction ([0-9a-f-]{36}) (saved|already saved): a (\d)$")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(stack: Stack) -> str:
-    job = stack.wait(stack.submit(**TINY))
-    assert job["status"] == "succeeded", job
-    return str(job["model_id"])
 
 
 def picture(tmp_path: Path, data: Mnist, index: int) -> Path:

@@ -7,9 +7,7 @@ promoted to ``production``, and ``digit.json``), then each page's blocks marked
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_readme import readme_block
-from tests.procs import REPO, free_port, mnist_dir, wait_until
+from tests.e2e.test_readme import in_bash, readme_block, scripts_dev
+from tests.procs import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -74,52 +72,14 @@ class Reader:
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
     root = tmp_path_factory.mktemp("docs-examples")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "API_KEY")}
-    env.update(
-        PORT=str(port),
-        VENV=sys.prefix,
-        MODEL_DIR=str(root / "models"),
-        MNIST_DIR=str(mnist_dir()),
-        MNIST_DOWNLOAD="false",
-    )
-    log = root / "dev.log"
-    dev = subprocess.Popen(
-        [str(REPO / "scripts" / "dev")],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _ready(port) or dev.poll() is not None, 60, "scripts/dev")
-        assert dev.poll() is None, log.read_text()
-        (root / ".venv").symlink_to(sys.prefix)
+    with scripts_dev(root) as port:
         quickstart = readme_block("quickstart").replace("localhost:8000", f"127.0.0.1:{port}")
-        done = subprocess.run(
-            ["bash", "-c", "set -euo pipefail\n" + quickstart],
-            cwd=root,
-            env={**os.environ, "MNIST_DIR": str(mnist_dir())},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
+        in_bash(quickstart, root, 120)
         job = json.loads((root / "job.json").read_text())["id"]
-        yield Reader(port, root, job, log)
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        dev.wait(30)
+        yield Reader(port, root, job, root / "dev.log")
     # no request of any example got a 5xx (uvicorn's access log)
-    failed = re.findall(r'.*HTTP/1\.1" 5\d\d.*', log.read_text())
+    failed = re.findall(r'.*HTTP/1\.1" 5\d\d.*', (root / "dev.log").read_text())
     assert not failed, failed
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_every_shell_block_is_marked_or_says_why_not() -> None:
@@ -179,8 +139,23 @@ def test_lifecycle_examples(reader: Reader) -> None:
     assert "not found" in unknown["detail"] or new["id"] in unknown["detail"], unknown
     assert imported["id"] == new["id"] and imported["imported_from"] == "backup", imported
     assert "exists" in exists["detail"], exists
-    assert len(answers) == 11, answers[11:]
     assert (reader.cwd / "model.onnx").stat().st_size > 0
+    # canary and shadow: start, watch, promote (and back)
+    shadow, alice, watched, promoted, back = answers[11:16]
+    assert (shadow["mode"], shadow["model_id"]) == ("shadow", new["id"]), shadow
+    assert shadow["primary_model_id"] == reader.job
+    side = {"canary": new["id"], "primary": reader.job}
+    assert alice["alias"] == "production" and alice["model_id"] == side[alice["variant"]], alice
+    assert (watched["id"], watched["mode"], watched["percent"]) == (shadow["id"], "canary", 10)
+    requests = watched["stats"]["primary"]["requests"] + watched["stats"]["canary"]["requests"]
+    assert requests == 21 and 0 <= watched["stats"]["shadow"]["compared"] <= 20, watched
+    assert re.search(r"^alias production: canary 10%, candidate", out, re.M), out
+    assert promoted["model_id"] == new["id"] and promoted["history"][0]["source"] == "canary"
+    assert back["model_id"] == reader.job and back["history"][0]["source"] == "rollback"
+    drift = answers[16]  # the inputs production's model answered in the examples so far
+    assert drift["model_id"] == reader.job and drift["reference_source"] == "training"
+    assert drift["window"] >= 1 and drift["drifted"] is False, drift
+    assert len(answers) == 17, answers[17:]
 
 
 def test_sweeps_examples(reader: Reader) -> None:

@@ -12,27 +12,19 @@ import numpy as np
 import pytest
 import redis
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import dark_on_light_png
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.conftest import FAST_RECOVERY, Redis, Stack, running_stack
 from tests.procs import (
     free_port,
     service_env,
     start_api,
-    start_redis,
     start_worker,
     stop,
     wait_until,
 )
 
 pytestmark = pytest.mark.e2e
-
-FAST_RECOVERY = {
-    "LEASE_SECONDS": "3",
-    "HEARTBEAT_SECONDS": "0.5",
-    "RECOVERY_INTERVAL_SECONDS": "1",
-    "CHECKPOINT_SECONDS": "0",
-}
 
 
 def kill9(proc: subprocess.Popen) -> None:
@@ -53,10 +45,9 @@ def send(http: httpx.Client, data: Mnist, index: int) -> dict:
 def test_corrections_survive_an_api_kill_and_redis_losing_its_data(
     tmp_path: Path, mnist_data: Mnist
 ) -> None:
-    port = free_port()
-    redis_proc = start_redis(tmp_path / "redis", port)  # keeps nothing on disk
-    redis_url = f"redis://127.0.0.1:{port}/0"
-    env = service_env(redis_url, tmp_path / "models", **FAST_RECOVERY)
+    server = Redis(tmp_path / "redis")
+    server.start()
+    env = service_env(server.url, tmp_path / "models", **FAST_RECOVERY)
     api_port = free_port()
     url = f"http://127.0.0.1:{api_port}"
     procs: list[subprocess.Popen] = []
@@ -83,9 +74,9 @@ def test_corrections_survive_an_api_kill_and_redis_losing_its_data(
             assert http.get("/feedback").json()["total"] == 4
 
             # Redis loses everything: a fresh, empty server on the same port
-            stop(redis_proc)
-            redis_proc = start_redis(tmp_path / "redis", port)
-            assert redis.Redis.from_url(redis_url).dbsize() == 0
+            server.stop()
+            server.start()
+            assert redis.Redis.from_url(server.url).dbsize() == 0
             stop(api)
             api = start_api(env, tmp_path / "api.log", api_port)  # rebuilds at start
             procs.append(api)
@@ -94,8 +85,8 @@ def test_corrections_survive_an_api_kill_and_redis_losing_its_data(
             assert {i: http.get(f"/feedback/{i}").json() for i in before} == before
 
             # again, with the API left running: a worker's recovery pass rebuilds it
-            stop(redis_proc)
-            redis_proc = start_redis(tmp_path / "redis", port)
+            server.stop()
+            server.start()
             assert wait_until(
                 lambda: _total(http) == 0, 30, "the API to answer from the empty Redis"
             )
@@ -105,7 +96,7 @@ def test_corrections_survive_an_api_kill_and_redis_losing_its_data(
     finally:
         for proc in reversed(procs):
             stop(proc)
-        stop(redis_proc)
+        server.stop()
 
 
 def _total(http: httpx.Client) -> int | None:
@@ -174,6 +165,9 @@ def test_a_fine_tune_resumes_after_a_worker_kill_on_the_same_corrections(
     assert card["feedback_count"] == 32  # 40 less the 20% held out
     assert 0 <= card["feedback_accuracy"] <= 1 and 0 <= card["parent_feedback_accuracy"] <= 1
     assert card["test_accuracy"] > 0.8
+    profile = card["reference_profile"]  # input drift's: what it trained on, corrections too
+    assert profile["source"] == "training" and profile["inputs"] == 5000 + 32 * 10
+    assert sum(profile["ink_mass"]["counts"]) == profile["inputs"]
     # the gate measured the incumbent (the parent) on the same held-out corrections
     promotion = job["promotion"]
     assert promotion["metric"] == "feedback_accuracy"

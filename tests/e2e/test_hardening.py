@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import STALE_TEMP_SECONDS
+from shared.artifacts.local import STALE_TEMP_SECONDS
 from tests.e2e.conftest import Stack, running_stack
 from tests.procs import wait_until
 from tests.sse import collect

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime
 import pytest
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.e2e.conftest import Stack, running_stack
 from tests.procs import free_port, redis_server, service_env, start_api, stop
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import load
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.e2e.conftest import Stack, running_stack
 
 pytestmark = pytest.mark.e2e

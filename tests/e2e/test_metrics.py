@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.e2e.conftest import Stack
 from tests.procs import wait_until
 from tests.sse import events
@@ -66,7 +66,7 @@ def test_training_requests_predictions_and_streams_are_counted(
         "a raw path leaked into a label"
     )
     assert grew("mnist_http_request_duration_seconds_count", method="POST", route="/predict") == 2
-    assert grew("mnist_predictions_total", endpoint="/predict") == 6
+    assert grew("mnist_predictions_total", endpoint="/predict", alias="", variant="primary") == 6
 
     # the worker's training, read from Redis at scrape time
     jobs = stack.http.get("/jobs", params={"limit": 100}).json()["items"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import mnist
+from shared.data import mnist
 from tests.procs import BIN, REPO, mnist_dir
 
 pytestmark = pytest.mark.e2e

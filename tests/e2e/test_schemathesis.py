@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import ModelStore
+from shared.artifacts.local import LocalStore
+from shared.registry.files import ModelFiles
 from tests import models
 from tests.procs import BIN, free_port, redis_server, service_env, start_api, stop
 
@@ -28,7 +29,7 @@ CHECKS = ",".join(
 def plant_model(model_dir: Path) -> None:
     """A stored model, registered by the API at start-up, so /predict can answer 200."""
     model_id = uuid.uuid4()
-    ModelStore(model_dir).save(model_id, models.weights(), models.meta(model_id))
+    ModelFiles(LocalStore(model_dir)).save(model_id, models.weights(), models.meta(model_id))
 
 
 def test_openapi_sweep(tmp_path: Path) -> None:

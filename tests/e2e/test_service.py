@@ -4,7 +4,7 @@ follow progress, predict, list, cancel."""
 import numpy as np
 import pytest
 
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e

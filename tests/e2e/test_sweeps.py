@@ -13,19 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.conftest import FAST_RECOVERY, Stack, two_worker_stack
 from tests.procs import free_port, start_api, stop, wait_until
 from tests.sse import collect
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = {
-    "LEASE_SECONDS": "3",
-    "HEARTBEAT_SECONDS": "0.5",
-    "RECOVERY_INTERVAL_SECONDS": "1",
-    "CHECKPOINT_SECONDS": "0",
-    "BLAS_THREADS": "1",  # two workers on two shared cores
-}
+SETTINGS = {**FAST_RECOVERY, "BLAS_THREADS": "1"}  # two workers on two shared cores
 SMALL = {
     "epochs": 4,
     "train_size": 2000,
@@ -39,10 +33,7 @@ ENDED = {"succeeded", "failed", "cancelled"}
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack with a second worker beside the first."""
-    with running_stack(tmp_path_factory.mktemp("sweeps"), **SETTINGS) as stack:
-        stack.start_worker("--concurrency", "1", "--hostname", "second@%h")
-        log = stack.logs / "worker.log"
-        wait_until(lambda: log.read_text().count("ready.") >= 2, 60, "two workers ready")
+    with two_worker_stack(tmp_path_factory.mktemp("sweeps"), **SETTINGS) as stack:
         yield stack
 
 
@@ -170,28 +161,34 @@ def test_cancel_stops_running_trials_at_an_epoch_boundary(two: Stack) -> None:
     assert listed["items"][0]["id"] == sweep_id  # newest first
 
 
+def two_trials_training(stack: Stack, epochs: int, trials: int, seed: int, past: int) -> str:
+    """A sweep of long trials, two at a time and never pruned, once both of its running
+    trials have trained past epoch ``past``: one on each worker, so that stopping a
+    worker stops a trial mid-training."""
+    sweep_id = submit(
+        stack,
+        base={**SMALL, "epochs": epochs, "train_size": 10_000},
+        space={"eta": {"low": 0.005, "high": 0.05}},
+        trials=trials,
+        parallel=2,
+        pruner="none",
+        seed=seed,
+    )
+
+    def running_on_both() -> list[dict] | None:
+        jobs = [j for j in trial_jobs(stack, sweep_id) if j["status"] == "running"]
+        return jobs if len(jobs) == 2 and all(j["epoch"] >= past for j in jobs) else None
+
+    wait_until(running_on_both, 60, "two trials training")
+    return sweep_id
+
+
 def test_warm_shutdown_mid_sweep_puts_the_trial_back_and_the_sweep_completes(
     two: Stack,
 ) -> None:
     """SIGTERM to a worker while it trains a trial: the trial checkpoints, goes back to
     the queue (no new trial takes its place) and resumes; exactly `trials` trials."""
-    sweep_id = submit(
-        two,
-        base={**SMALL, "epochs": 40, "train_size": 10_000},
-        space={"eta": {"low": 0.005, "high": 0.05}},
-        trials=3,
-        parallel=2,
-        pruner="none",
-        seed=9,
-    )
-    wait_until(
-        lambda: (
-            sum(j["status"] == "running" and j["epoch"] >= 2 for j in trial_jobs(two, sweep_id))
-            == 2
-        ),
-        60,
-        "two trials training",
-    )
+    sweep_id = two_trials_training(two, epochs=40, trials=3, seed=9, past=2)
     stopping = two.workers.pop()
     stopping.send_signal(signal.SIGTERM)  # celery's warm shutdown
     stopping.wait(30)
@@ -248,21 +245,7 @@ def test_worker_killed_mid_sweep_still_runs_exactly_the_trials(two: Stack) -> No
     """kill -9 of a whole worker (main process and pool) while it trains a trial: the
     trial resumes from its checkpoint on the other worker, the sweep goes on, and it
     ends with exactly `trials` trials, no number twice."""
-    sweep_id = submit(
-        two,
-        base={**SMALL, "epochs": 60, "train_size": 10_000},
-        space={"eta": {"low": 0.005, "high": 0.05}},
-        trials=4,
-        parallel=2,
-        pruner="none",
-        seed=5,
-    )
-
-    def running_on_both() -> list[dict] | None:
-        jobs = [j for j in trial_jobs(two, sweep_id) if j["status"] == "running"]
-        return jobs if len(jobs) == 2 and all(j["epoch"] >= 3 for j in jobs) else None
-
-    wait_until(running_on_both, 60, "two trials training")
+    sweep_id = two_trials_training(two, epochs=60, trials=4, seed=5, past=3)
     victim = two.workers.pop()
     os.killpg(victim.pid, signal.SIGKILL)  # no goodbye: its trial stays "running"
     victim.wait(10)

@@ -11,24 +11,30 @@ from pathlib import Path
 
 import pytest
 
+from shared.artifacts.local import LocalStore
 from shared.files import write_atomic
-from shared.registry import ModelRegistry
-from shared.store import ModelStore
+from shared.registry.aliases import Aliases
+from shared.registry.files import ModelFiles
+from shared.registry.service import Models
+from shared.registry.store import ModelRegistry
 from tests.procs import REPO
 
 CHILD = """
 import os, sys, time, uuid
 from pathlib import Path
 import numpy as np
-from shared import mlp
-from shared.schemas import ModelMeta, TrainParams, utcnow
-from shared.store import ModelStore
+from shared.ml import mlp
+from shared.schemas.models import ModelMeta
+from shared.schemas.params import TrainParams
+from shared.schemas.common import utcnow
+from shared.artifacts.local import LocalStore
+from shared.registry.files import ModelFiles
 
-def hang(*args):  # stand in for the instant before os.replace: the process dies here
+def hang(*args):  # stand in for the instant before the link or rename: the process dies here
     print("written", flush=True)
     time.sleep(60)
 
-os.replace = hang
+os.replace = os.link = hang
 model_id = uuid.UUID(sys.argv[2])
 weights = mlp.init_weights(784, 4, 10, np.random.default_rng(0), np.float32)
 meta = ModelMeta(
@@ -39,7 +45,7 @@ meta = ModelMeta(
     test_accuracy=None,
     input_scale=1.0,
 )
-ModelStore(Path(sys.argv[1])).save(model_id, weights, meta)
+ModelFiles(LocalStore(Path(sys.argv[1]))).save(model_id, weights, meta)
 """
 
 
@@ -55,16 +61,17 @@ def test_killed_writer_leaves_no_model(tmp_path: Path, registry: ModelRegistry) 
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
 
-    store = ModelStore(tmp_path)
+    store = LocalStore(tmp_path)
+    models = Models(registry, Aliases(registry), ModelFiles(store))
     leftovers = list(tmp_path.glob(".*.tmp"))
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0
-    assert not store.path(model_id).exists()
-    assert store.model_ids() == []
-    assert registry.rebuild(store) == (0, 0) and registry.get_model(model_id) is None
+    assert not (tmp_path / f"{model_id}.npz").exists()
+    assert models.files.model_ids() == [] and store.list() == []
+    assert models.rebuild() == (0, 0) and registry.get_model(model_id) is None
 
     old = time.time() - 7200
     os.utime(leftovers[0], (old, old))
-    assert store.remove_stale_temp_files() == 1
+    assert store.remove_stale() == 1
     assert list(tmp_path.iterdir()) == []
 
 

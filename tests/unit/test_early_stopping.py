@@ -3,22 +3,18 @@ MNIST (where it stops, which weights it keeps, and that a resume from a checkpoi
 stops at the same epoch with the same weights), then a job through run_job."""
 
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 
-from shared import training
-from shared.config import Settings
-from shared.early_stopping import Watch, observe, should_stop
-from shared.keys import Keys
-from shared.mnist import Mnist
-from shared.redis_conn import connect
-from shared.schemas import EarlyStopping, Job, JobRequest, JobStatus, TrainParams
-from shared.store import ModelStore
-from tests.procs import mnist_dir
-from worker.jobs import Stores, run_job
+from shared.data.mnist import Mnist
+from shared.ml import checkpoint, training
+from shared.ml.early_stopping import Watch, observe, should_stop
+from shared.schemas.jobs import Job, JobRequest, JobStatus
+from shared.schemas.params import EarlyStopping
+from shared.services import Services
+from tests.models import small_params
+from worker.run import run_job
 
 
 def run_rule(values: list[float], patience: int, min_delta: float = 0.0) -> tuple[int, int]:
@@ -54,15 +50,7 @@ def test_job_request_needs_a_validation_split() -> None:
 
 
 # A rate this high makes validation accuracy wander after a few epochs: it stops early.
-NOISY = TrainParams(
-    epochs=40,
-    train_size=2000,
-    minibatches=20,
-    eta=1.0,
-    alpha=0.5,
-    input_scaling="unit",
-    validation_fraction=0.2,
-)
+NOISY = small_params(epochs=40, eta=1.0, alpha=0.5, validation_fraction=0.2)
 STOP = EarlyStopping(patience=2)
 
 
@@ -96,23 +84,22 @@ def test_training_stops_early_and_keeps_the_best_epoch(
 
 
 def test_resume_from_a_checkpoint_stops_at_the_same_epoch_with_the_same_weights(
-    stopped: training.TrainState, mnist_data: Mnist, tmp_path: Path
+    stopped: training.TrainState, mnist_data: Mnist
 ) -> None:
-    """Checkpointed one epoch after the best (counters and best weights on disk), then
-    resumed from the file: same stop, same kept weights."""
+    """Checkpointed one epoch after the best (counters and best weights in it), then
+    resumed from its bytes: same stop, same kept weights."""
     data = training.split(NOISY, mnist_data)
-    store = ModelStore(tmp_path)
-    job_id = uuid.uuid4()
+    saved: list[bytes] = []
     cut = stopped.watch.best_epoch + 1  # type: ignore[union-attr]
 
     def checkpoint_then_die(state: training.TrainState, _: object) -> None:
         if state.epoch == cut:
-            store.save_checkpoint(job_id, state)
+            saved.append(checkpoint.dumps(state))
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         training.train(NOISY, data, on_epoch=checkpoint_then_die, early_stopping=STOP)
-    state = store.load_checkpoint(job_id)
+    state = checkpoint.loads(saved[0])
     assert state is not None and state.watch is not None and state.watch.stale == 1
     assert state.best_weights is not None
     resumed = training.train(NOISY, data, state=state, early_stopping=STOP)
@@ -122,30 +109,14 @@ def test_resume_from_a_checkpoint_stops_at_the_same_epoch_with_the_same_weights(
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    client = connect(redis_url)
-    client.flushdb()  # our private server: nothing else lives there
-    return client
-
-
 @pytest.mark.usefixtures("mnist_data")
 def test_job_record_says_where_it_stopped_and_which_epoch_it_kept(
-    client: redis.Redis, redis_url: str, tmp_path: Path, stopped: training.TrainState
+    services: Services, stopped: training.TrainState
 ) -> None:
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix="estest:",
-        model_dir=tmp_path / "models",
-        mnist_dir=mnist_dir(),
-        mnist_download=False,
-    )
-    stores = Stores.connect(settings)
     job = Job(id=uuid.uuid4(), params=NOISY, epochs=NOISY.epochs, early_stopping=STOP)
-    stores.jobs.create(job, max_queued=100)
-    assert run_job(job.id, settings, stores) is JobStatus.succeeded
-    done = stores.jobs.get_public(job.id)
-    assert done is not None and Keys("estest:").job(job.id) in client.keys("estest:*")
+    services.jobs.create(job, max_queued=100)
+    assert run_job(job.id, services) is JobStatus.succeeded
+    done = services.jobs.get_public(job.id)
+    assert done is not None
     assert done.stopped_at_epoch == done.epoch == stopped.epoch < NOISY.epochs
     assert done.best_epoch == stopped.watch.best_epoch  # type: ignore[union-attr]
-    assert len(done.history) == done.stopped_at_epoch

@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 import redis
 
-from shared import finetune, mlp, training
-from shared.feedback import (
-    Corrections,
-    CorruptCorrection,
-    FeedbackFiles,
-    Source,
-    StoreFull,
-    make_file,
-)
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.schemas import InputScaling, Job, TrainParams
+from shared.artifacts.local import LocalStore
+from shared.feedback import finetune
+from shared.feedback.corrections import Corrections, StoreFull
+from shared.feedback.files import FeedbackFiles
+from shared.jobs.store import JobStore
+from shared.ml import mlp, training
+from shared.redisdb.keys import Keys
+from shared.schemas.feedback import CorruptCorrection, Source, make_file
+from shared.schemas.jobs import Job
+from shared.schemas.params import InputScaling, TrainParams
 
 KEYS = Keys("test:")
 
@@ -31,14 +29,21 @@ def digit(seed: int) -> np.ndarray:
 
 @pytest.fixture
 def corrections(raw_redis: redis.Redis, tmp_path: Path) -> Corrections:
-    return Corrections.connect(raw_redis, KEYS, tmp_path / "feedback", limit=5)
+    return Corrections.connect(raw_redis, KEYS, LocalStore(tmp_path / "feedback"), limit=5)
+
+
+def path_of(corrections: Corrections, feedback_id: uuid.UUID) -> Path:
+    """Where a local store keeps a correction (``<id>.json``)."""
+    store = corrections.files.store
+    assert isinstance(store, LocalStore)
+    return store.root / f"{feedback_id}.json"
 
 
 def test_add_is_a_file_and_an_index_entry(corrections: Corrections) -> None:
     record = make_file(digit(1), 3, Source.pixels, model_id=uuid.uuid4(), predicted=8)
     added = corrections.add(record)
     assert added.created and added.item.id == record.id
-    assert corrections.files.path(record.id).exists()
+    assert path_of(corrections, record.id).exists()
     back = corrections.read(record.id)
     assert back is not None and np.array_equal(back.image(), digit(1))
     assert back.label == 3 and back.predicted == 8 and back.model_id == record.model_id
@@ -99,7 +104,7 @@ def test_stats_list_and_delete(corrections: Corrections) -> None:
 def test_a_changed_byte_is_found(corrections: Corrections) -> None:
     record = make_file(digit(1), 3, Source.pixels)
     corrections.add(record)
-    path = corrections.files.path(record.id)
+    path = path_of(corrections, record.id)
     data = json.loads(path.read_text())
     data["label"] = 4  # relabelled behind the service's back
     path.write_text(json.dumps(data))
@@ -107,7 +112,7 @@ def test_a_changed_byte_is_found(corrections: Corrections) -> None:
         corrections.read(record.id)
     # a file copied under another correction's name is refused too
     other = make_file(digit(2), 5, Source.pixels)
-    corrections.files.path(other.id).write_text(record.model_dump_json())
+    path_of(corrections, other.id).write_text(record.model_dump_json())
     with pytest.raises(CorruptCorrection):
         corrections.read(other.id)
 
@@ -123,7 +128,7 @@ def test_rebuild_after_redis_lost_everything(corrections: Corrections) -> None:
     assert corrections.index.stats().total == 4
     # an entry whose file is gone is dropped; a damaged file is not indexed
     corrections.files.delete(ids[0])
-    corrections.files.path(ids[1]).write_text("{}")
+    path_of(corrections, ids[1]).write_text("{}")
     corrections.index.redis.flushdb()
     assert corrections.rebuild() == (2, 0)
     corrections.files.delete(ids[2])
@@ -159,7 +164,7 @@ def test_frozen_ids_are_written_once(raw_redis: redis.Redis, tmp_path: Path) -> 
     jobs = JobStore(raw_redis, KEYS)
     job = Job(id=uuid.uuid4(), params=TrainParams(epochs=1), epochs=1, feedback_weight=2)
     jobs.create(job, max_queued=10)
-    files = FeedbackFiles(tmp_path)
+    files = FeedbackFiles(LocalStore(tmp_path))
     for seed in range(3):
         files.write(make_file(digit(seed), seed, Source.pixels))
     first = finetune.freeze(jobs, KEYS, job.id, files)
@@ -173,7 +178,7 @@ def test_frozen_ids_are_written_once(raw_redis: redis.Redis, tmp_path: Path) -> 
 
 
 def test_corrections_join_the_training_set_repeated(tmp_path: Path) -> None:
-    files = FeedbackFiles(tmp_path)
+    files = FeedbackFiles(LocalStore(tmp_path))
     records = [make_file(digit(s), s, Source.pixels) for s in range(10)]
     for record in records:
         files.write(record)
@@ -198,7 +203,7 @@ def test_corrections_join_the_training_set_repeated(tmp_path: Path) -> None:
 
 
 def test_a_fine_tune_starts_from_the_parent_with_zero_momentum() -> None:
-    from shared.store import LoadedModel
+    from shared.registry.files import LoadedModel
 
     rng = np.random.default_rng(0)
     weights = mlp.init_weights(784, 20, 10, rng, np.float32)

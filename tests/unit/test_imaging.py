@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from api import imaging
 from bench import hostile
-from shared.mnist import Mnist
+from shared.data.mnist import Mnist
 from tests.digits import dark_on_light_png
 from tests.procs import REPO
 

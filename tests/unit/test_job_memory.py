@@ -2,9 +2,9 @@
 
 import pytest
 
-from shared import job_memory, training
 from shared.config import Settings
-from shared.schemas import Preset, TrainParams, with_preset
+from shared.ml import job_memory, training
+from shared.schemas.params import Preset, TrainParams, with_preset
 
 LIMIT = Settings().job_memory_limit_mb
 ISSUE_JOB = {"n_hidden": 1024, "minibatches": 1, "dtype": "float64", "epochs": 1}

@@ -6,8 +6,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from shared.jobstore import JobStore, QueueFull, TooLateToCancel
-from shared.schemas import Job, JobStatus, TrainParams
+from shared.jobs.records import QueueFull, TooLateToCancel
+from shared.jobs.store import JobStore
+from shared.schemas.jobs import Job, JobStatus
+from shared.schemas.params import TrainParams
 
 
 def _job() -> Job:

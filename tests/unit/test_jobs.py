@@ -1,31 +1,22 @@
-"""The worker's job lifecycle (``worker.jobs.run_job``) on real MNIST and real Redis,
+"""The worker's job lifecycle (``worker.run.run_job``) on real MNIST and real Redis,
 without Celery in the way."""
 
 import uuid
-from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.schemas import Job, JobStatus, TrainParams
-from shared.store import ModelStore
-from tests.procs import mnist_dir
-from worker.jobs import Stores, run_job
+from shared.jobs.store import JobStore
+from shared.schemas.jobs import Job, JobStatus
+from shared.schemas.params import TrainParams
+from shared.services import Services
+from worker.run import run_job
 
 QUICK = TrainParams(epochs=3, train_size=2000, minibatches=20, eta=0.01, input_scaling="unit")
 
 
-def settings_for(redis_url: str, tmp_path: Path, **extra: object) -> Settings:
-    values: dict = {
-        "redis_url": redis_url,
-        "key_prefix": Keys("test:").prefix,  # the prefix of the tests' ``keys`` fixture
-        "model_dir": tmp_path / "models",  # the ``stores`` fixture's folder
-        "mnist_dir": mnist_dir(),
-        "mnist_download": False,
-    }
-    return Settings(**{**values, **extra})
+def with_settings(services: Services, **changes: object) -> Services:
+    """The same Redis and folders, some settings changed."""
+    return Services.connect(services.settings.model_copy(update=changes))
 
 
 def submit(jobs: JobStore, params: TrainParams = QUICK) -> uuid.UUID:
@@ -35,60 +26,48 @@ def submit(jobs: JobStore, params: TrainParams = QUICK) -> uuid.UUID:
 
 
 @pytest.mark.usefixtures("mnist_data")
-def test_job_trains_saves_and_registers_a_model(
-    stores: Stores, redis_url: str, tmp_path: Path
-) -> None:
-    settings = settings_for(redis_url, tmp_path)
-    job_id = submit(stores.jobs)
-    assert run_job(job_id, settings, stores) is JobStatus.succeeded
-    job = stores.jobs.get_public(job_id)
+def test_job_trains_saves_and_registers_a_model(services: Services) -> None:
+    job_id = submit(services.jobs)
+    assert run_job(job_id, services) is JobStatus.succeeded
+    job = services.jobs.get_public(job_id)
     assert job is not None
     assert job.status is JobStatus.succeeded and job.model_id == job_id and job.attempts == 1
     assert [row.epoch for row in job.history] == [1, 2, 3]
     assert job.history[-1].cost < job.history[0].cost
     assert job.test_accuracy is not None and job.test_accuracy > 0.5
-    info = stores.registry.get_model(job_id)
-    assert info is not None and info.sha256 == ModelStore(settings.model_dir).recorded_sha256(
-        job_id
-    )
+    info = services.registry.get_model(job_id)
+    assert info is not None and info.sha256 == services.models.files.recorded_sha256(job_id)
     assert info.params == QUICK and info.input_scale == 1 / 255
 
 
 @pytest.mark.usefixtures("mnist_data")
-def test_validation_split_reports_accuracy_per_epoch(
-    stores: Stores, redis_url: str, tmp_path: Path
-) -> None:
-    job_id = submit(stores.jobs, QUICK.model_copy(update={"validation_fraction": 0.2}))
-    run_job(job_id, settings_for(redis_url, tmp_path), stores)
-    job = stores.jobs.get_public(job_id)
+def test_validation_split_reports_accuracy_per_epoch(services: Services) -> None:
+    job_id = submit(services.jobs, QUICK.model_copy(update={"validation_fraction": 0.2}))
+    run_job(job_id, services)
+    job = services.jobs.get_public(job_id)
     assert job is not None and all(0 <= row.val_accuracy <= 1 for row in job.history)  # type: ignore[operator]
 
 
-def test_cancelled_before_start_never_runs(stores: Stores, redis_url: str, tmp_path: Path) -> None:
-    job_id = submit(stores.jobs)
-    stores.jobs.request_cancel(job_id)
-    assert run_job(job_id, settings_for(redis_url, tmp_path), stores) is JobStatus.cancelled
-    job = stores.jobs.get(job_id)
+def test_cancelled_before_start_never_runs(services: Services) -> None:
+    job_id = submit(services.jobs)
+    services.jobs.request_cancel(job_id)
+    assert run_job(job_id, services) is JobStatus.cancelled
+    job = services.jobs.get(job_id)
     assert job is not None and job.attempts == 0 and job.model_id is None
 
 
-def test_failure_is_recorded_with_its_message(
-    stores: Stores, redis_url: str, tmp_path: Path
-) -> None:
+def test_failure_is_recorded_with_its_message(services: Services) -> None:
     """The record says what kind of failure; where MNIST_DIR is stays in the log."""
-    settings = settings_for(redis_url, tmp_path, mnist_dir=tmp_path / "nowhere")
-    job_id = submit(stores.jobs)
-    assert run_job(job_id, settings, stores) is JobStatus.failed
-    job = stores.jobs.get(job_id)
+    services = with_settings(services, mnist_dir=services.settings.model_dir / "nowhere")
+    job_id = submit(services.jobs)
+    assert run_job(job_id, services) is JobStatus.failed
+    job = services.jobs.get(job_id)
     assert job is not None and job.error == "MNIST data unavailable"
-    assert stores.registry.get_model(job_id) is None
+    assert services.registry.get_model(job_id) is None
 
 
-def test_unknown_or_finished_jobs_are_left_alone(
-    stores: Stores, redis_url: str, tmp_path: Path
-) -> None:
-    settings = settings_for(redis_url, tmp_path)
-    assert run_job(uuid.uuid4(), settings, stores) is JobStatus.failed
-    job_id = submit(stores.jobs)
-    stores.jobs.finish(job_id, JobStatus.cancelled)
-    assert run_job(job_id, settings, stores) is JobStatus.cancelled
+def test_unknown_or_finished_jobs_are_left_alone(services: Services) -> None:
+    assert run_job(uuid.uuid4(), services) is JobStatus.failed
+    job_id = submit(services.jobs)
+    services.jobs.finish(job_id, JobStatus.cancelled)
+    assert run_job(job_id, services) is JobStatus.cancelled

@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.jobstore import JobEnded, JobNotFound, JobStore
-from shared.schemas import EpochRecord, Job, JobStatus, TrainParams
+from shared.jobs.records import JobEnded, JobNotFound
+from shared.jobs.store import JobStore
+from shared.schemas.jobs import EpochRecord, Job, JobEnd, JobStatus
+from shared.schemas.params import TrainParams
 
 MAX_QUEUED = 100
 """Far above what any test here queues: the limit itself is not under test."""
@@ -86,6 +88,6 @@ def test_cancel_queued_is_immediate_running_is_flagged(jobs: JobStore) -> None:
 def test_finish_sets_fields(jobs: JobStore) -> None:
     job = new_job()
     create(jobs, job)
-    done = jobs.finish(job.id, JobStatus.failed, error="boom")
+    done = jobs.finish(job.id, JobStatus.failed, JobEnd(error="boom"))
     assert done.status is JobStatus.failed and done.error == "boom" and done.finished_at
     assert jobs.active() == []

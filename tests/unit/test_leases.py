@@ -2,7 +2,7 @@
 
 import uuid
 
-from shared.leases import Leases
+from shared.jobs.leases import Leases
 
 
 def test_lease_is_exclusive_and_only_its_holder_renews_or_releases(leases: Leases) -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared import mlp
+from shared.ml import mlp
 
 
 def _problem(rng: np.random.Generator, n: int = 7, features: int = 6, hidden: int = 5):
@@ -82,3 +82,23 @@ def test_predict_proba_rows_sum_to_one() -> None:
     proba = mlp.predict_proba(weights, x)
     assert proba.shape == (7, 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(("dtype", "bias"), [(np.float32, -200.0), (np.float64, -2000.0)])
+def test_predict_proba_when_every_output_rounds_to_zero(dtype: type, bias: float) -> None:
+    """Every logit below about -88 (float32) or -745 (float64): each sigmoid is 0 and
+    the row would be 0/0 (NaN, answered as null). Such rows take the ratios
+    sigmoid(z_k)/sum in log space; the other rows of the batch are as before."""
+    offsets = np.array([0.0, -1.0, -2.0, -3.0])
+    w1, b1, w2 = np.zeros((5, 6)), np.zeros(5), np.zeros((4, 5))
+    w1[0, 0], b1[0], w2[:, 0] = 40.0, -20.0, -2 * bias
+    weights = mlp.Weights(w1, b1, w2, bias + offsets).astype(dtype)
+    x = np.zeros((4, 6), dtype)
+    x[:, 0] = [0.0, 0.1, 0.9, 1.0]  # hidden unit 0 off for the first two rows, on after
+    proba = mlp.predict_proba(weights, x)
+    assert proba.dtype == dtype and np.isfinite(proba).all()
+    # far below 0, sigmoid(z) ~ exp(z): the ratios of exp(offsets)
+    np.testing.assert_allclose(proba[:2], [np.exp(offsets) / np.exp(offsets).sum()] * 2, rtol=1e-5)
+    _, logits = mlp.forward(weights.astype(np.float64), x.astype(np.float64))
+    ordinary = 1 / (1 + np.exp(-logits[2:]))
+    np.testing.assert_allclose(proba[2:], ordinary / ordinary.sum(axis=1, keepdims=True), rtol=1e-6)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import mnist
+from shared.data import mnist
 from tests.procs import mnist_dir
 
 

@@ -1,6 +1,7 @@
 """One validator decides whether bytes are a model (issue: model files are data from
 outside): arrays, shapes, dtypes, finite values, metadata; nothing pickled."""
 
+import io
 import json
 import uuid
 from pathlib import Path
@@ -8,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.artifacts.local import LocalStore
 from shared.files import sha256_bytes, write_bytes_atomic
-from shared.store import InvalidModel, ModelStore, parse_model
+from shared.registry.files import InvalidModel, ModelFiles, parse_model
 from tests.models import HIDDEN, meta, npz, weights
 
 
@@ -37,8 +39,8 @@ def test_a_valid_model_parses() -> None:
         (_arrays(w1=np.zeros((HIDDEN, 783), np.float32)), _meta_json(), "w1 has shape"),
         (_arrays(w2=np.zeros((9, HIDDEN), np.float32)), _meta_json(), "w2 has shape"),
         (_arrays(b1=np.zeros((HIDDEN + 1,), np.float32)), _meta_json(), "b1 has shape"),
-        (_arrays(b2=np.zeros((10,), np.complex64)), _meta_json(), "not a real float"),
-        (_arrays(w1=np.zeros((HIDDEN, 784), np.int32)), _meta_json(), "not a real float"),
+        (_arrays(b2=np.zeros((10,), np.complex64)), _meta_json(), "not float32 or float64"),
+        (_arrays(w1=np.zeros((HIDDEN, 784), np.int32)), _meta_json(), "not float32 or float64"),
         (_arrays(b2=np.full((10,), np.nan, np.float32)), _meta_json(), "not finite"),
         (_arrays(b1=np.full((HIDDEN,), np.inf, np.float32)), _meta_json(), "not finite"),
         ({**_arrays(), "extra": np.zeros(1)}, _meta_json(), "expected arrays"),
@@ -66,8 +68,6 @@ def test_hidden_size_must_match_the_metadata() -> None:
 
 
 def test_pickled_objects_and_garbage_are_refused() -> None:
-    import io
-
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array([{"input_scale": 1.0}], dtype=object), **_arrays())
     with pytest.raises(InvalidModel):
@@ -80,13 +80,11 @@ def test_pickled_objects_and_garbage_are_refused() -> None:
 
 def test_a_planted_file_with_a_valid_checksum_is_still_refused(tmp_path: Path) -> None:
     """An operator's copy with a matching .sha256 is checked like anything else."""
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     payload = npz(_arrays(w1=np.zeros((HIDDEN, 784), np.complex64)), _meta_json())
-    write_bytes_atomic(store.path(model_id), payload)
-    write_bytes_atomic(
-        store.path(model_id).with_suffix(".sha256"), f"{sha256_bytes(payload)}  x\n".encode()
-    )
+    write_bytes_atomic(tmp_path / f"{model_id}.npz", payload)
+    write_bytes_atomic(tmp_path / f"{model_id}.sha256", f"{sha256_bytes(payload)}  x\n".encode())
     assert store.model_ids() == [model_id]
-    with pytest.raises(InvalidModel, match="not a real float"):
+    with pytest.raises(InvalidModel, match="not float32 or float64"):
         store.load(model_id)

@@ -3,10 +3,10 @@
 import asyncio
 import uuid
 
-from shared.keys import Keys
-from shared.model_index import ModelIndex
-from shared.registry import ModelRegistry
-from shared.schemas import Serving
+from shared.redisdb.keys import Keys
+from shared.registry.index import ModelIndex
+from shared.registry.store import ModelRegistry
+from shared.schemas.models import Serving
 
 SERVING_ALIAS = "production"
 

@@ -11,18 +11,13 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from api import serving
-from shared import mlp, training
-from shared.mnist import Mnist
-from shared.onnx_export import (
-    INPUT_NAME,
-    IR_VERSION,
-    OPSET,
-    OUTPUT_NAME,
-    PRODUCER_NAME,
-    to_onnx,
-)
-from shared.schemas import InputScaling, ModelMeta, TrainParams, utcnow
-from shared.store import LoadedModel, ModelStore
+from shared.artifacts.local import LocalStore
+from shared.data.mnist import Mnist
+from shared.ml import mlp, training
+from shared.ml.onnx_export import INPUT_NAME, IR_VERSION, OPSET, OUTPUT_NAME, PRODUCER_NAME, to_onnx
+from shared.registry.files import LoadedModel, ModelFiles
+from shared.schemas.params import InputScaling, TrainParams
+from tests.models import trained_meta
 
 N_TEST = 1000
 TOLERANCE = {InputScaling.unit: 1e-5, InputScaling.none: 3e-5}
@@ -59,15 +54,9 @@ def stored(
     state = training.train(params, data)
     scale = params.input_scaling.factor
     model_id = uuid.uuid4()
-    meta = ModelMeta(
-        created_at=utcnow(),
-        job_id=model_id,
-        params=params,
-        train_accuracy=None,
-        test_accuracy=training.accuracy(state.weights, data.test_x, data.test_y, scale),
-        input_scale=scale,
-    )
-    store = ModelStore(tmp_path_factory.mktemp("models"))
+    accuracy = training.accuracy(state.weights, data.test_x, data.test_y, scale)
+    meta = trained_meta(model_id, params, accuracy)
+    store = ModelFiles(LocalStore(tmp_path_factory.mktemp("models")))
     store.save(model_id, state.weights, meta)
     loaded = store.load(model_id)
     # the float32 copy the API's ModelCache keeps
@@ -126,16 +115,19 @@ def test_onnxruntime_answers_what_predict_answers(
     assert np.mean(got.argmax(axis=1) == labels) > 0.4
 
 
-def test_as_exact_as_predict(stored: LoadedModel, mnist_data: Mnist) -> None:
+def test_as_exact_as_predict(stored: LoadedModel, scaling: InputScaling, mnist_data: Mnist) -> None:
     """Against the exact answer (the same float32 weights and inputs in float64
-    arithmetic), the graph's float32 rounding is no worse than /predict's own."""
+    arithmetic), the graph's float32 rounding is of the order of /predict's own: which
+    of the two summation orders lands closer depends on the CPU's kernels (on an AMD
+    EPYC the graph was 4.4x further off with raw pixels, 1.7e-5 against 3.8e-6), so the
+    bound is an order of magnitude and TOLERANCE, not a factor of two."""
     images = np.asarray(mnist_data.test_images[:N_TEST])
     x = images.astype(np.float32) * np.float32(stored.input_scale)
     exact = mlp.predict_proba(stored.weights.astype(np.float64), x.astype(np.float64))
     predict_error = float(np.max(np.abs(serving.predict(stored, images) - exact)))
     onnx_error = float(np.max(np.abs(run(export(stored), images) - exact)))
-    assert onnx_error <= 2 * max(predict_error, 1e-6), (onnx_error, predict_error)
-    assert onnx_error <= 2e-5
+    assert onnx_error <= 10 * max(predict_error, 1e-6), (onnx_error, predict_error)
+    assert onnx_error <= TOLERANCE[scaling], (onnx_error, predict_error)
 
 
 def test_batch_dimension_is_symbolic(

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api import predict_body
-from shared.schemas import PredictRequest
+from shared.schemas.predict import PredictRequest
 
 ID = str(uuid.UUID(int=7))
 ZEROS = [0] * 784

@@ -1,9 +1,13 @@
-"""Request shapes: bounds, the nested image form, and what must be rejected."""
+"""Request shapes: bounds, the nested image form, what must be rejected, and what the
+schema tells clients (the page's forms are built from it)."""
 
 import pytest
 from pydantic import ValidationError
 
-from shared.schemas import InputScaling, PredictRequest, TrainParams
+from shared.schemas.params import InputScaling, Preset, TrainParams
+from shared.schemas.predict import PredictRequest
+from shared.schemas.sweeps import DEFAULT_VALIDATION_FRACTION, SweepBase, SweepRequest
+from shared.sweeps.request import resolve
 
 
 def test_defaults_are_the_books_run() -> None:
@@ -68,3 +72,34 @@ def test_nested_image_is_flattened_row_major() -> None:
 def test_bad_images_are_rejected(body: dict) -> None:
     with pytest.raises(ValidationError):
         PredictRequest.model_validate(body)
+
+
+def _search_hints() -> dict[str, dict]:
+    properties = TrainParams.model_json_schema()["properties"]
+    return {name: field["x-search"] for name, field in properties.items() if "x-search" in field}
+
+
+def test_every_searchable_fields_range_is_a_sweep_the_server_takes() -> None:
+    """The ``x-search`` hints the page's sweep form starts from (low, high, log) lie within
+    each field's bounds: searching every ranged field at once, or each alone, is a valid
+    sweep by the server's own check, on either preset."""
+    hints = _search_hints()
+    ranged = {name: hint for name, hint in hints.items() if "low" in hint}
+    assert {"eta", "n_hidden"} <= {name for name, hint in hints.items() if hint.get("suggested")}
+    assert {"seed", "epochs", "train_size", "validation_fraction"}.isdisjoint(hints)
+    space = {name: {k: hint[k] for k in ("low", "high", "log")} for name, hint in ranged.items()}
+    for searched in [space, *({name: spec} for name, spec in space.items())]:
+        for preset in Preset:
+            resolve(SweepRequest.model_validate({"space": searched, "trials": 2}), preset)
+
+
+def test_a_sweeps_base_says_its_own_validation_fraction() -> None:
+    """SweepBase's schema gives the default a sweep really uses, with TrainParams' bounds."""
+    field = SweepBase.model_json_schema()["properties"]["validation_fraction"]
+    train = TrainParams.model_json_schema()["properties"]["validation_fraction"]
+    assert field == {**train, "default": DEFAULT_VALIDATION_FRACTION}
+    space = {"eta": {"low": 0.01, "high": 0.1}}
+    request = SweepRequest.model_validate({"base": {}, "space": space})
+    assert resolve(request).validation_fraction == DEFAULT_VALIDATION_FRACTION
+    with pytest.raises(ValidationError):
+        SweepBase(validation_fraction=0.6)

@@ -1,4 +1,4 @@
-"""Model files: atomic, checksummed, never unpickled."""
+"""Model files in a local artifact store: atomic, checksummed, never unpickled."""
 
 import hashlib
 import io
@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import mlp
-from shared.schemas import ModelMeta, TrainParams, utcnow
-from shared.store import ModelFileError, ModelStore
+from shared.artifacts.local import LocalStore
+from shared.ml import mlp
+from shared.registry.files import ModelFileError, ModelFiles
+from shared.schemas.common import utcnow
+from shared.schemas.models import ModelMeta
+from shared.schemas.params import TrainParams
 
 HIDDEN = 5
 
@@ -34,7 +37,7 @@ def meta(input_scale: float = 1.0) -> ModelMeta:
 
 
 def test_save_then_load_round_trip(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     saved = meta()
     digest, size = store.save(model_id, weights(), saved)
@@ -58,10 +61,10 @@ def _rewrite_weight(path: Path) -> None:
 
 
 def test_changed_weight_fails_integrity_check(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     digest, _ = store.save(model_id, weights(), meta())
-    _rewrite_weight(store.path(model_id))
+    _rewrite_weight(tmp_path / f"{model_id}.npz")
     with pytest.raises(ModelFileError, match="integrity check failed"):
         store.load(model_id, expected_sha256=digest)
     with pytest.raises(ModelFileError, match="integrity check failed"):
@@ -69,10 +72,10 @@ def test_changed_weight_fails_integrity_check(tmp_path: Path) -> None:
 
 
 def test_flipped_byte_fails_integrity_check(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     digest, size = store.save(model_id, weights(), meta())
-    path = store.path(model_id)
+    path = tmp_path / f"{model_id}.npz"
     data = bytearray(path.read_bytes())
     data[size // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -82,22 +85,22 @@ def test_flipped_byte_fails_integrity_check(tmp_path: Path) -> None:
 
 def test_planted_pickle_is_refused(tmp_path: Path) -> None:
     """Even with a matching checksum, object arrays are never unpickled."""
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     buffer = io.BytesIO()
     arrays = dict(zip(("w1", "b1", "w2", "b2"), weights().arrays(), strict=True))
     np.savez(buffer, meta=np.array([{"evil": True}], dtype=object), **arrays)
     payload = buffer.getvalue()
-    store.path(model_id).write_bytes(payload)
+    (tmp_path / f"{model_id}.npz").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
     (tmp_path / f"{model_id}.sha256").write_text(f"{digest}  {model_id}.npz\n")
-    with pytest.raises(ModelFileError, match=r"not a readable \.npz"):
+    with pytest.raises(ModelFileError, match="Python objects"):
         store.load(model_id, expected_sha256=digest)
 
 
 def test_file_without_checksum_is_incomplete(tmp_path: Path) -> None:
     """A crash after the model's rename but before its checksum: not a model yet."""
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     store.save(model_id, weights(), meta())
     (tmp_path / f"{model_id}.sha256").unlink()
@@ -108,32 +111,32 @@ def test_file_without_checksum_is_incomplete(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="missing"):
-        ModelStore(tmp_path).load(uuid.uuid4(), expected_sha256="0" * 64)
+        ModelFiles(LocalStore(tmp_path)).load(uuid.uuid4(), expected_sha256="0" * 64)
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a\0b", "x" * 5000])
 def test_paths_only_from_uuids(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
-        ModelStore(tmp_path).path(bad)  # type: ignore[arg-type]
+        ModelFiles(LocalStore(tmp_path)).load(bad)  # type: ignore[arg-type]
 
 
 def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalStore(tmp_path)
     stale = tmp_path / ".abc.npz.x.tmp"
     fresh = tmp_path / ".def.npz.y.tmp"
     stale.write_bytes(b"half")
     fresh.write_bytes(b"half")
     old = time.time() - 7200
     os.utime(stale, (old, old))
-    assert store.remove_stale_temp_files(older_than=3600) == 1
+    assert store.remove_stale(older_than=3600) == 1
     assert not stale.exists() and fresh.exists()
 
 
 def test_metadata_is_plain_json(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = ModelFiles(LocalStore(tmp_path))
     model_id = uuid.uuid4()
     saved = meta(input_scale=0.5)
     store.save(model_id, weights(), saved)
-    with np.load(store.path(model_id), allow_pickle=False) as npz:
+    with np.load((tmp_path / f"{model_id}.npz"), allow_pickle=False) as npz:
         assert json.loads(str(npz["meta"])) == saved.model_dump(mode="json")
         assert npz["w1"].dtype == np.float32

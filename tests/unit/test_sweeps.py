@@ -4,32 +4,22 @@ a whole sweep driven in-process through the worker's run_job on real MNIST."""
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import redis
+from optuna.storages.journal import JournalRedisBackend
 
-from shared.config import Settings
-from shared.keys import Keys
-from shared.redis_conn import connect
-from shared.schemas import EpochRecord, Job, JobStatus, TrainParams, utcnow
-from shared.sweep_schemas import Sweep, SweepRequest, SweepStatus, TrialRecord, TrialState
-from shared.sweeps import Sweeper, SweepStore, trial_job_id
-from tests.procs import mnist_dir
-from worker.jobs import Stores, run_job
-from worker.sweeps import trial_ended
-
-PREFIX = "sweeptest:"
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = connect(redis_url)
-    client.flushdb()  # our private server: nothing else lives there
-    yield client
-    client.close()
+from shared.schemas.common import utcnow
+from shared.schemas.jobs import EpochRecord, Job, JobEnd, JobStatus
+from shared.schemas.params import TrainParams
+from shared.schemas.sweeps import Sweep, SweepRequest, SweepStatus, TrialRecord, TrialState
+from shared.services import Services
+from shared.submission import Submitter
+from shared.sweeps.store import SweepStore
+from shared.sweeps.study import Studies
+from shared.sweeps.sweeper import Sweeper, trial_job_id
+from tests.unit.test_jobs import with_settings
+from worker.run import run_job
 
 
 class Queue:
@@ -44,8 +34,11 @@ class Queue:
             self.sent.append(job_id)
 
 
-def sweeper(client: redis.Redis, redis_url: str, queue: Queue) -> Sweeper:
-    return Sweeper(client, Keys(PREFIX), redis_url, queue.send)
+def sweeper(services: Services, queue: Queue) -> Sweeper:
+    """A process's sweeper (its own Optuna storages), sending to ``queue``."""
+    submit = Submitter(services.jobs, services.registry, queue, services.settings)  # type: ignore[arg-type]
+    studies = Studies(services.redis, services.keys, services.sweeps.studies.journal)
+    return Sweeper(SweepStore(services.redis, services.keys), studies, submit)
 
 
 def request(**changes: object) -> SweepRequest:
@@ -59,11 +52,32 @@ def request(**changes: object) -> SweepRequest:
     return SweepRequest.model_validate({**body, **changes})
 
 
-def test_next_trial_step_is_atomic_under_concurrent_threads(client: redis.Redis) -> None:
+def one_choice(trials: int, seed: int) -> SweepRequest:
+    """A sweep of one-epoch trials, one at a time, all with the same eta."""
+    base, space = {"epochs": 1, "train_size": 500}, {"eta": {"choices": [0.1]}}
+    return request(base=base, space=space, trials=trials, parallel=1, seed=seed)
+
+
+def started(services: Services, **changes: object) -> tuple[Sweeper, Queue, Sweep]:
+    """A process's sweeper, the queue it sends to, and the sweep ``request(**changes)``
+    it created."""
+    queue = Queue()
+    sweeps = sweeper(services, queue)
+    return sweeps, queue, sweeps.create(request(**changes))
+
+
+def stored(sweeps: Sweeper, sweep_id: uuid.UUID) -> Sweep:
+    """The sweep's record, which must be there: a missing one fails the test here."""
+    record = sweeps.store.get(sweep_id)
+    assert record is not None
+    return record
+
+
+def test_next_trial_step_is_atomic_under_concurrent_threads(services: Services) -> None:
     """Eight threads take numbers and end trials as fast as they can: every number
     below ``trials`` is handed out exactly once and never more than ``parallel``
     trials are active."""
-    store = SweepStore(client, Keys(PREFIX))
+    store = SweepStore(services.redis, services.keys)
     req = request(trials=60, parallel=3)
     sweep = Sweep(id=uuid.uuid4(), request=req, base=TrainParams(), seed=1)
     store.create(sweep)
@@ -88,7 +102,7 @@ def test_next_trial_step_is_atomic_under_concurrent_threads(client: redis.Redis)
                 active += 1
                 most = max(most, active)
             trial = TrialRecord(number=number, params={}, state=TrialState.queued)
-            recorded, created = store.record_trial(sweep.id, trial, None)
+            recorded, created = store.record_trial(sweep.id, trial)
             assert created and recorded.number == number
             with lock:
                 active -= 1  # before the record says so: the local count never lags behind
@@ -116,13 +130,13 @@ def end_job(sweeper: Sweeper, job_id: uuid.UUID, val_accuracy: float) -> None:
 
 
 def test_two_processes_advancing_at_once_start_neither_three_nor_one(
-    client: redis.Redis, redis_url: str
+    services: Services,
 ) -> None:
     """Both running trials end at once and two 'workers' advance the sweep together:
     exactly two new trials start, with the next two numbers, each with one job."""
     queue = Queue()
-    first = sweeper(client, redis_url, queue)
-    second = sweeper(client, redis_url, queue)
+    first = sweeper(services, queue)
+    second = sweeper(services, queue)
     sweep = first.create(request(trials=6, parallel=2))
     assert [j for j in queue.sent] == [trial_job_id(sweep.id, 0), trial_job_id(sweep.id, 1)]
     values = {}
@@ -151,19 +165,17 @@ def test_two_processes_advancing_at_once_start_neither_three_nor_one(
     assert [t.number for t in final.trials] == list(range(6))
     assert all(t.state is TrialState.complete for t in final.trials)
     assert final.best is not None and final.best.number == 5 and final.best.value == values[5]
-    study = first.study(final)
+    study = first.studies.study(final)
     assert len(study.trials) == 6  # one Optuna trial per number, none asked twice
     assert sorted(t.user_attrs["mnist_trial"] for t in study.trials) == list(range(6))
 
 
 def test_a_number_left_pending_by_a_dead_process_is_finished_once(
-    client: redis.Redis, redis_url: str
+    services: Services,
 ) -> None:
     """A process took number 1 and died before creating its trial: the next advance
     after the grace period creates it, with the job id the dead one would have used."""
-    queue = Queue()
-    sweeps = sweeper(client, redis_url, queue)
-    sweep = sweeps.create(request(trials=3, parallel=1))
+    sweeps, queue, sweep = started(services, trials=3, parallel=1)
     assert queue.sent == [trial_job_id(sweep.id, 0)]
     end_job(sweeps, queue.sent[0], 0.6)
     sweeps._reconcile(sweeps.store.get(sweep.id))  # type: ignore[arg-type]
@@ -179,17 +191,15 @@ def test_a_number_left_pending_by_a_dead_process_is_finished_once(
     sweeps.advance(sweep.id)
     sweeps.advance(sweep.id)
     assert queue.sent == [trial_job_id(sweep.id, 0), trial_job_id(sweep.id, 1)]
-    record = sweeps.store.get(sweep.id)
-    assert record is not None and record.pending == {}
+    record = stored(sweeps, sweep.id)
+    assert record.pending == {}
     assert [t.number for t in record.trials] == [0, 1]
 
 
 def test_a_trial_whose_message_was_never_sent_is_sent_again(
-    client: redis.Redis, redis_url: str
+    services: Services,
 ) -> None:
-    queue = Queue()
-    sweeps = sweeper(client, redis_url, queue)
-    sweep = sweeps.create(request(trials=2, parallel=1))
+    sweeps, queue, sweep = started(services, trials=2, parallel=1)
 
     def unsend(record: Sweep) -> Sweep:  # as if the process died before sending
         record.trials[0].sent = False
@@ -199,20 +209,17 @@ def test_a_trial_whose_message_was_never_sent_is_sent_again(
     sweeps.store.update(sweep.id, unsend)
     sweeps.advance(sweep.id)
     assert queue.sent == [trial_job_id(sweep.id, 0)] * 2
-    record = sweeps.store.get(sweep.id)
-    assert record is not None and record.trials[0].sent
+    assert stored(sweeps, sweep.id).trials[0].sent
 
 
 def test_cancel_between_reservation_and_trial_records_it_cancelled(
-    client: redis.Redis, redis_url: str
+    services: Services,
 ) -> None:
-    queue = Queue()
-    sweeps = sweeper(client, redis_url, queue)
-    sweep = sweeps.create(request(trials=3, parallel=2))
+    sweeps, queue, sweep = started(services, trials=3, parallel=2)
     first_job = queue.sent[0]
     sweeps.cancel(sweep.id)
-    record = sweeps.store.get(sweep.id)
-    assert record is not None and record.status is SweepStatus.cancelled
+    record = stored(sweeps, sweep.id)
+    assert record.status is SweepStatus.cancelled
     assert {t.state for t in record.trials} == {TrialState.cancelled}
     job = sweeps.jobs.get(first_job)
     assert job is not None and job.status is JobStatus.cancelled
@@ -221,43 +228,29 @@ def test_cancel_between_reservation_and_trial_records_it_cancelled(
 # ------------------------------------------------------------ real training, in-process
 
 
-def settings_for(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=redis_url,
-        key_prefix=PREFIX,
-        model_dir=tmp_path / "models",
-        mnist_dir=mnist_dir(),
-        mnist_download=False,
-        checkpoint_seconds=0,
-    )
-
-
-def drive(sweeps: Sweeper, queue: Queue, settings: Settings) -> list[Job]:
+def drive(sweeps: Sweeper, queue: Queue, services: Services) -> list[Job]:
     """Run every queued trial with the worker's own code, one at a time, as a single
-    worker with concurrency 1 would; returns the jobs in the order they ran."""
-    stores = Stores.connect(settings)
+    worker with concurrency 1 would (advancing the sweep after each, as its task does);
+    returns the jobs in the order they ran."""
     ran = []
     while queue.sent:
         job_id = queue.sent.pop(0)
-        run_job(job_id, settings, stores)
-        trial_ended(job_id, settings, stores, queue.send)
-        job = stores.jobs.get(job_id)
-        assert job is not None
+        run_job(job_id, services)
+        job = services.jobs.get(job_id)
+        assert job is not None and job.sweep_id is not None
+        sweeps.advance(job.sweep_id)
         ran.append(job)
     return ran
 
 
 @pytest.mark.usefixtures("mnist_data")
-def test_median_pruner_stops_hopeless_trials_at_an_epoch_boundary(
-    client: redis.Redis, redis_url: str, tmp_path: Path
-) -> None:
+def test_median_pruner_stops_hopeless_trials_at_an_epoch_boundary(services: Services) -> None:
     """Half the grid learns (eta 0.05), half cannot (eta 1e-7); one trial at a time.
     Once one good trial has completed, a hopeless one is below the median at its
     first prunable epoch and stops there, with no model."""
-    settings = settings_for(redis_url, tmp_path)
-    queue = Queue()
-    sweeps = sweeper(client, redis_url, queue)
-    body = request(
+    services = with_settings(services, checkpoint_seconds=0)
+    sweeps, queue, sweep = started(
+        services,
         base={
             "epochs": 5,
             "train_size": 2000,
@@ -272,10 +265,9 @@ def test_median_pruner_stops_hopeless_trials_at_an_epoch_boundary(
         pruner_startup_trials=1,
         pruner_warmup_epochs=1,
     )
-    sweep = sweeps.create(body)
-    ran = drive(sweeps, queue, settings)
-    final = sweeps.store.get(sweep.id)
-    assert final is not None and final.status is SweepStatus.succeeded
+    ran = drive(sweeps, queue, services)
+    final = stored(sweeps, sweep.id)
+    assert final.status is SweepStatus.succeeded
     assert [t.number for t in final.trials] == list(range(6)) and len(ran) == 6
     pruned = [t for t in final.trials if t.state is TrialState.pruned]
     assert pruned, [(t.params, t.state, t.value) for t in final.trials]
@@ -297,21 +289,17 @@ def run_out(sweeps: Sweeper, queue: Queue, sweep_id: uuid.UUID, fail: set[int]) 
         job = sweeps.jobs.get(job_id)
         assert job is not None and job.trial is not None
         if job.trial in fail:
-            sweeps.jobs.finish(job_id, JobStatus.failed, error="RuntimeError: boom")
+            sweeps.jobs.finish(job_id, JobStatus.failed, JobEnd(error="RuntimeError: boom"))
         else:
             end_job(sweeps, job_id, 0.5 + job.trial / 100)
         sweeps.advance(sweep_id)
-    final = sweeps.store.get(sweep_id)
-    assert final is not None
-    return final
+    return stored(sweeps, sweep_id)
 
 
 def test_failed_trials_do_not_fail_the_sweep_unless_all_failed(
-    client: redis.Redis, redis_url: str
+    services: Services,
 ) -> None:
-    queue = Queue()
-    sweeps = sweeper(client, redis_url, queue)
-    some = sweeps.create(request(trials=4, parallel=2))
+    sweeps, queue, some = started(services, trials=4, parallel=2)
     final = run_out(sweeps, queue, some.id, fail={0, 2})
     assert final.status is SweepStatus.succeeded
     assert [t.state for t in final.trials] == [
@@ -326,3 +314,31 @@ def test_failed_trials_do_not_fail_the_sweep_unless_all_failed(
     final = run_out(sweeps, queue, every.id, fail={0, 1, 2})
     assert final.status is SweepStatus.failed and final.best is None
     assert final.error == "no trial completed: 3 failed" and final.settled
+
+
+def test_a_process_reads_a_sweeps_journal_once_not_at_every_step(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each trial step (ask, tell) used to build a new storage and replay the whole
+    journal from Redis; a process's sweeper now reads each journal entry once, and
+    afterwards only what was appended since."""
+    read: list[int] = []
+    read_logs = JournalRedisBackend.read_logs
+
+    def counted(self: JournalRedisBackend, log_number_from: int):  # type: ignore[no-untyped-def]
+        for entry in read_logs(self, log_number_from):
+            read.append(log_number_from)
+            yield entry
+
+    monkeypatch.setattr(JournalRedisBackend, "read_logs", counted)
+    sweeps, queue, sweep = started(services, trials=6, parallel=2)
+    final = run_out(sweeps, queue, sweep.id, fail=set())
+    assert final.status is SweepStatus.succeeded and len(final.trials) == 6
+    entries = int(services.redis.get(f"{services.keys.sweep_optuna(sweep.id)}:log_number")) + 1
+    assert entries > 20  # six trials asked, valued and told: a few entries each
+    assert len(read) <= entries  # no entry read twice: one replay in all, not one per step
+    read.clear()
+    other = sweeper(services, queue)  # another process reads the journal once, itself
+    other.studies.study(final)
+    other.studies.study(final)
+    assert len(read) == entries

@@ -6,9 +6,10 @@ import copy
 import numpy as np
 import pytest
 
-from shared import mlp, training
-from shared.mnist import Mnist
-from shared.schemas import EpochRecord, LrSchedule, TrainParams
+from shared.data.mnist import Mnist
+from shared.ml import mlp, training
+from shared.schemas.jobs import EpochRecord
+from shared.schemas.params import LrSchedule, TrainParams
 
 SUBSET = 2000  # first images of the training set: a few milliseconds per epoch
 
