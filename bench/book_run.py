@@ -19,8 +19,9 @@ import time
 from threadpoolctl import threadpool_limits
 
 from bench.common import load_mnist, median, record, table
-from shared import training
-from shared.schemas import EpochRecord, TrainParams
+from shared.ml import training
+from shared.schemas.jobs import EpochRecord
+from shared.schemas.params import TrainParams
 
 BOOK_TEST, BOOK_TRAIN, BOOK_SECONDS = 0.960, 0.977, 650.0
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from shared import mnist  # noqa: E402
+from shared.data import mnist  # noqa: E402
 
 # One file per run; BENCHMARKS.md (the standing) is updated by hand from these.
 RESULTS_DIR = REPO / "bench" / "results"

@@ -17,8 +17,9 @@ import time
 from threadpoolctl import threadpool_limits
 
 from bench.common import load_mnist, record, table
-from shared import training
-from shared.schemas import EpochRecord, TrainParams
+from shared.ml import training
+from shared.schemas.jobs import EpochRecord
+from shared.schemas.params import TrainParams
 
 FAST = TrainParams(
     n_hidden=100,

@@ -41,12 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -58,7 +52,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import REPO, mnist_dir, record, table
+from bench.common import record, table
+from bench.procs import celery_worker, redis_server, service_env, uvicorn
 
 TARGET_GAIN = 0.08  # 8 points on the held-out digits after 500 corrections
 MAX_TEST_DROP = 0.005  # MNIST test accuracy within 0.5 points of the parent's
@@ -130,74 +125,16 @@ def split(
 # the stack
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM; SIGKILL to its own process group only if it outlives ``timeout``."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def wait_for(check: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, httpx.HTTPError):
-            if check():
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not start in {timeout:.0f} s")
-
-
 @contextlib.contextmanager
 def stack(root: Path) -> Iterator[str]:
     """A private redis-server, uvicorn and one worker on loopback; yields the API's URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    bin_dir = Path(sys.executable).parent
-    redis_port, api_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
-    env.update(
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        MODEL_DIR=str(root / "models"),
-        MNIST_DIR=str(mnist_dir()),
-        MNIST_DOWNLOAD="false",
-        PYTHONUNBUFFERED="1",
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(spawn([binary, "--port", str(redis_port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", str(root)],
-                           env, root / "redis.log"))  # fmt: skip
-        wait_for(lambda: socket.create_connection(("127.0.0.1", redis_port), 0.2), "redis")
-        procs.append(spawn([str(bin_dir / "uvicorn"), "api.main:app", "--host", "127.0.0.1",
-                            "--port", str(api_port)], env, root / "api.log"))  # fmt: skip
-        wait_for(lambda: httpx.get(f"{url}/livez", timeout=1).status_code == 200, "uvicorn")
-        procs.append(spawn([str(bin_dir / "celery"), "-A", "worker.app", "worker",
-                            "--loglevel", "INFO", "--concurrency", "1"],
-                           env, root / "worker.log"))  # fmt: skip
-        yield url
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
+    with redis_server(root) as redis_url:
+        env = service_env(redis_url, root / "models", PYTHONUNBUFFERED="1")
+        with (
+            uvicorn(env, root) as (_, port),
+            celery_worker(env, root / "worker.log", "--concurrency", "1"),
+        ):
+            yield f"http://127.0.0.1:{port}"
 
 
 def ok(response: httpx.Response, *codes: int) -> Any:

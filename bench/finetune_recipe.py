@@ -24,11 +24,17 @@ from threadpoolctl import threadpool_limits
 
 from bench.common import load_mnist, table
 from bench.fast_preset import FAST
-from shared import finetune, training
-from shared.feedback import FeedbackFiles, Source, make_file
-from shared.mnist import Mnist
-from shared.schemas import Job, ModelMeta, Preset, TrainParams, utcnow, with_preset
-from shared.store import LoadedModel, ModelStore
+from shared.artifacts.local import LocalStore
+from shared.data.mnist import Mnist
+from shared.feedback import finetune
+from shared.feedback.files import FeedbackFiles
+from shared.ml import training
+from shared.registry.files import LoadedModel, ModelFiles
+from shared.schemas.common import utcnow
+from shared.schemas.feedback import Source, make_file
+from shared.schemas.jobs import Job
+from shared.schemas.models import ModelMeta
+from shared.schemas.params import Preset, TrainParams, with_preset
 
 
 def hard(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +52,7 @@ PARENT_ID = uuid.UUID(int=1)
 
 def _parent(data: Mnist) -> LoadedModel:
     """The fast preset's model on all of MNIST, trained once and kept in a temp folder."""
-    store = ModelStore(PARENT)
+    store = ModelFiles(LocalStore(PARENT))
     if store.recorded_sha256(PARENT_ID):
         return store.load(PARENT_ID)
     with threadpool_limits(limits=2, user_api="blas"):
@@ -74,7 +80,7 @@ def main() -> None:
     base_test = training.accuracy(parent.weights, data.test_images, data.test_labels, scale)
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = FeedbackFiles(Path(tmp))
+        files = FeedbackFiles(LocalStore(Path(tmp)))
         for index in range(55_000, 55_500):
             image = hard(data.train_images[index], rng)
             files.write(make_file(image, int(data.train_labels[index]), Source.pixels))
@@ -111,8 +117,8 @@ def main() -> None:
             rows.append(
                 (
                     name,
-                    f"{card['parent_feedback_accuracy']:.1%}",
-                    f"{card['feedback_accuracy']:.1%}",
+                    f"{card.parent_feedback_accuracy:.1%}",
+                    f"{card.feedback_accuracy:.1%}",
                     f"{base_test:.2%}",
                     f"{test:.2%}",
                     f"{seconds:.1f}",

@@ -1,7 +1,7 @@
 """Calibrate ``shared/job_memory.py``: peak RSS of real training runs against the estimate.
 
 Each case runs in a fresh subprocess what the worker's training process does with a
-job (``worker/jobs.py``): load MNIST, split, train (1 epoch by default), save a
+job (``worker/run.py``): load MNIST, split, train (1 epoch by default), save a
 checkpoint, compute train and test accuracy and the evaluation, save the model. The
 child resets its peak (``VmHWM``, via ``clear_refs``) once MNIST is loaded and reports
 the growth of its peak above that; the estimate's variable part (estimate minus
@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Sequence
 
 from bench.common import REPO, mnist_dir, record, table
-from shared import job_memory
-from shared.schemas import Preset, TrainParams, with_preset
+from shared.ml import job_memory
+from shared.schemas.params import Preset, TrainParams, with_preset
 
 HEADER = (
     "job (POST /jobs body)",
@@ -47,19 +47,13 @@ CASES = [
 CHILD = r"""
 import json, sys, tempfile, uuid
 from pathlib import Path
-from shared import evaluation, mnist, training
-from shared.schemas import Preset, TrainParams, with_preset
-
-HEADER = (
-    "job (POST /jobs body)",
-    "RSS at rest MB",
-    "peak MB",
-    "growth MB",
-    "estimate above BASE_MB",
-    "growth / estimate",
-    "estimate MB",
-)
-from shared.store import ModelStore
+from shared.artifacts.local import LocalStore
+from shared.data import mnist
+from shared.ml import checkpoint, evaluation, training
+from shared.registry.files import ModelFiles
+from shared.schemas.common import utcnow
+from shared.schemas.models import ModelMeta
+from shared.schemas.params import TrainParams
 
 def status(key):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -70,14 +64,19 @@ data_all = mnist.load(Path(sys.argv[2]))
 Path("/proc/self/clear_refs").write_text("5")
 rest = status("VmRSS")
 data = training.split(params, data_all)
-store = ModelStore(Path(tempfile.mkdtemp()))
+store = LocalStore(Path(tempfile.mkdtemp()))
 job = uuid.uuid4()
-state = training.train(params, data, on_epoch=lambda s, r: store.save_checkpoint(job, s))
+def save_checkpoint(state, record):  # as the worker does every epoch (CHECKPOINT_SECONDS=0)
+    store.put(f"checkpoints/{job}/1.npz", checkpoint.dumps(state))
+state = training.train(params, data, on_epoch=save_checkpoint)
 scale = params.input_scaling.factor
 training.accuracy(state.weights, data.train_x, data.train_y, scale)
 training.accuracy(state.weights, data.test_x, data.test_y, scale)
-meta = evaluation.evaluate(state.weights, data.test_x, data.test_y, scale).meta()
-store.save(job, state.weights, {"job_id": str(job), **meta})
+evaluated = evaluation.evaluate(state.weights, data.test_x, data.test_y, scale)
+meta = ModelMeta(created_at=utcnow(), job_id=job, params=params, train_accuracy=None,
+                 test_accuracy=None, input_scale=scale, confusion=evaluated.confusion,
+                 errors=evaluated.errors)
+ModelFiles(store).save(job, state.weights, meta)
 print(json.dumps({"rest": rest, "peak": status("VmHWM")}))
 """
 

@@ -48,9 +48,9 @@ def in_process(single: bytes, batch: bytes, images: np.ndarray) -> list[tuple[st
     """What a request costs inside the API process: parsing and the arithmetic."""
     from api import predict_body
     from api.serving import predict
-    from shared import mlp
-    from shared.schemas import PredictRequest
-    from shared.store import LoadedModel
+    from shared.ml import mlp
+    from shared.registry.files import LoadedModel
+    from shared.schemas.predict import PredictRequest
 
     rng = np.random.default_rng(0)
     weights = mlp.init_weights(784, 100, 10, rng, np.float32)

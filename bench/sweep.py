@@ -27,11 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -41,8 +37,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import mnist_dir, record, table
-from bench.feedback import free_port, ok, spawn, stop, wait_for
+from bench.common import record, table
+from bench.feedback import ok
+from bench.procs import celery_worker, redis_server, service_env, uvicorn, wait_for
 
 TARGET_RATIO = 0.6
 ENDED = {"succeeded", "failed", "cancelled"}
@@ -79,40 +76,15 @@ def sweep_body(args: argparse.Namespace) -> dict[str, Any]:
 def stack(root: Path, workers: int) -> Iterator[str]:
     """redis-server, uvicorn and ``workers`` Celery workers (one process, one BLAS thread
     each) on loopback; yields the API's URL once every worker is ready."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    bin_dir = Path(sys.executable).parent
-    redis_port, api_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
-    env.update(
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        MODEL_DIR=str(root / "models"),
-        MNIST_DIR=str(mnist_dir()),
-        MNIST_DOWNLOAD="false",
-        BLAS_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    procs: list[Any] = []
-    log = root / "worker.log"
-    try:
-        procs.append(spawn([binary, "--port", str(redis_port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", str(root)],
-                           env, root / "redis.log"))  # fmt: skip
-        wait_for(lambda: socket.create_connection(("127.0.0.1", redis_port), 0.2), "redis")
-        procs.append(spawn([str(bin_dir / "uvicorn"), "api.main:app", "--host", "127.0.0.1",
-                            "--port", str(api_port)], env, root / "api.log"))  # fmt: skip
-        wait_for(lambda: httpx.get(f"{url}/livez", timeout=1).status_code == 200, "uvicorn")
+    with redis_server(root) as redis_url, contextlib.ExitStack() as started:
+        env = service_env(redis_url, root / "models", BLAS_THREADS="1", PYTHONUNBUFFERED="1")
+        _, port = started.enter_context(uvicorn(env, root))
+        log = root / "worker.log"
         for n in range(workers):
-            procs.append(spawn([str(bin_dir / "celery"), "-A", "worker.app", "worker",
-                                "--loglevel", "INFO", "--concurrency", "1",
-                                "--hostname", f"w{n}@%h"], env, log))  # fmt: skip
+            flags = ("--concurrency", "1", "--hostname", f"w{n}@%h")
+            started.enter_context(celery_worker(env, log, *flags))
         wait_for(lambda: log.read_text().count("ready.") >= workers, "the workers", 90)
-        yield url
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
+        yield f"http://127.0.0.1:{port}"
 
 
 def when(value: str) -> datetime:

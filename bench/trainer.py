@@ -27,9 +27,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.common import load_mnist, median, record, table
-from shared import mlp, training
-from shared.mnist import Mnist
-from shared.schemas import TrainParams
+from shared.data.mnist import Mnist
+from shared.ml import mlp, training
+from shared.schemas.params import TrainParams
 
 BOOK = TrainParams()  # the defaults are the book's published run
 

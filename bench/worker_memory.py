@@ -26,90 +26,38 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from bench.common import REPO, mnist_dir, record, table
+from bench.common import mnist_dir, record, table
+from bench.procs import (
+    celery_worker,
+    children,
+    hwm_mb,
+    pss_mb,
+    redis_server,
+    reset_peak,
+    rss_mb,
+    service_env,
+)
 from shared.config import Settings
-from shared.jobstore import JobStore
-from shared.keys import Keys
-from shared.queue import TRAIN_TASK, make_celery
-from shared.redis_conn import connect
-from shared.schemas import Job, JobStatus, Preset, TrainParams, with_preset
+from shared.jobs.queue import TRAIN_TASK, make_celery
+from shared.jobs.store import JobStore
+from shared.redisdb.client import connect
+from shared.redisdb.keys import Keys
+from shared.schemas.jobs import Job, JobStatus
+from shared.schemas.params import Preset, TrainParams, with_preset
 
 TARGET_MB = 400.0
 MIB = 1024 * 1024
 FINISHED = {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled}
-
-
-# /proc
-
-
-def _status_kb(pid: int, field_name: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def rss_mb(pid: int) -> float | None:
-    kb = _status_kb(pid, "VmRSS")
-    return kb / 1024 if kb is not None else None
-
-
-def hwm_mb(pid: int) -> float | None:
-    kb = _status_kb(pid, "VmHWM")
-    return kb / 1024 if kb is not None else None
-
-
-def pss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError, ValueError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return sorted(set(found))
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0: ``echo 5 > clear_refs``)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-# processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
@@ -119,70 +67,6 @@ def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def stop(proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
-    """SIGTERM once; SIGKILL to its process group only if it outlives ``timeout``."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"{name} (pid {proc.pid}) still up {timeout:.0f} s after SIGTERM: SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: connects(port) or proc.poll() is not None, 10, "redis-server")
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode}")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc, "redis-server", 10)
-
-
-@contextlib.contextmanager
-def celery_worker(
-    env: dict[str, str], log: Path, concurrency: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``celery -A worker.app worker --concurrency N``, as compose runs it."""
-    celery = Path(sys.executable).parent / "celery"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(celery), "-A", "worker.app", "worker", "--loglevel", "INFO",
-             "--concurrency", str(concurrency)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        stop(proc, "celery worker", 60)
 
 
 # sampling
@@ -393,17 +277,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def worker_env(redis_url: str, model_dir: Path, concurrency: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
-    env.update(
-        REDIS_URL=redis_url,
-        MODEL_DIR=str(model_dir),
-        MNIST_DIR=str(mnist_dir()),
-        MNIST_DOWNLOAD="false",  # never download: measure the data that is there
-        PYTHONUNBUFFERED="1",
-        # as compose sets it: BLAS threads per child default to cores / WORKER_CONCURRENCY
-        WORKER_CONCURRENCY=str(concurrency),
+    # as compose sets it: BLAS threads per child default to cores / WORKER_CONCURRENCY
+    return service_env(
+        redis_url, model_dir, PYTHONUNBUFFERED="1", WORKER_CONCURRENCY=str(concurrency)
     )
-    return env
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -430,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> bool:
             with (
                 redis_server(root / "redis") as redis_url,
                 celery_worker(
-                    worker_env(redis_url, root / "models", args.concurrency), log, args.concurrency
+                    worker_env(redis_url, root / "models", args.concurrency),
+                    log,
+                    *("--concurrency", str(args.concurrency)),
                 ) as worker,
             ):
                 settings = Settings(redis_url=redis_url, model_dir=root / "models")
