@@ -107,15 +107,34 @@ def aliases(registry: ModelRegistry) -> Aliases:
     return Aliases(registry)
 
 
+ROOT_NETWORK_GROUP = "root-network"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest modules first: the compose stack, then the end-to-end modules, then the
-    quick ones. ``./scripts/test`` hands whole modules to two workers in this order, so
-    the long ones start at once and the quick ones fill the gaps at the end (sorting is
-    stable: a module's own order is kept)."""
+    """Order and group the modules for ``./scripts/test`` (``--dist loadgroup``).
+
+    Each module is an xdist group of its own, so a worker takes a whole module and its
+    shared stack, except the ``root_network`` modules, which share one group: a bridge
+    or veth added to the machine's namespace makes Chromium abort the requests it has
+    in flight (net::ERR_NETWORK_CHANGED, seen on CI as a page whose scripts never
+    loaded), so the browser modules never run beside the modules that add them.
+
+    Then the longest first: the compose stack, the root-network group, the other
+    end-to-end modules, the quick ones; the long ones start at once and the quick ones
+    fill the gaps at the end (sorting is stable: a module's own order is kept)."""
+    for item in items:
+        uses_network = {"browser", "net"} & set(item.fixturenames)
+        marked = item.get_closest_marker("root_network") is not None
+        if uses_network and not marked:
+            raise pytest.UsageError(f"{item.nodeid} uses {uses_network}: mark it root_network")
+        group = ROOT_NETWORK_GROUP if marked else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
     def weight(item: pytest.Item) -> int:
         if item.get_closest_marker("compose"):
             return 0
-        return 1 if item.get_closest_marker("e2e") else 2
+        if item.get_closest_marker("root_network"):
+            return 1
+        return 2 if item.get_closest_marker("e2e") else 3
 
     items.sort(key=weight)
