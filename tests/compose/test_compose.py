@@ -179,6 +179,10 @@ def write_override(
                 "driver_opts": {"type": "none", "o": "bind", "device": str(models_dir)},
             }
         },
+        # Compose makes a project network (a bridge in the machine's namespace) even
+        # when no service joins it; a bridge appearing aborts the browser tests'
+        # requests (tests/conftest.py). The engine's own "host" network stands in.
+        "networks": {"default": {"external": True, "name": "host"}},
     }
     path.write_text(json.dumps(override, indent=2))  # JSON is YAML
 
