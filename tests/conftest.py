@@ -107,33 +107,67 @@ def aliases(registry: ModelRegistry) -> Aliases:
     return Aliases(registry)
 
 
-ROOT_NETWORK_GROUP = "root-network"
+# Modules that add a bridge or veth to the machine's network namespace (tests/netns.py),
+# and the browser tests: Chromium aborts the requests it has in flight when the machine's
+# interfaces change (net::ERR_NETWORK_CHANGED, seen on CI as a page whose scripts never
+# loaded), so these run one after another on one worker, never beside each other.
+ROOT_NETWORK = "root-network"
+ROOT_NETWORK_MODULES = frozenset(
+    f"tests/e2e/{name}.py"
+    for name in (
+        "test_browser",
+        "test_browser_canary",
+        "test_browser_dataset",
+        "test_browser_drift",
+        "test_browser_feedback",
+        "test_browser_lifecycle",
+        "test_browser_lineage",
+        "test_browser_sweeps",
+        "test_hosts",
+        "test_netns",
+        "test_sentinel_harness",
+    )
+)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def scope_of(nodeid: str) -> str:
+    """What a worker takes as a whole: the test's module, or all the root-network ones."""
+    module = _module(nodeid)
+    return ROOT_NETWORK if module in ROOT_NETWORK_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Whole modules to a worker (a module shares its stack), the root-network modules
+    as one. (xdist's own ``--dist loadgroup`` is no help: under pytest 9 it cannot mark
+    the test ids it groups by.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ModuleScheduling(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order and group the modules for ``./scripts/test`` (``--dist loadgroup``).
-
-    Each module is an xdist group of its own, so a worker takes a whole module and its
-    shared stack, except the ``root_network`` modules, which share one group: a bridge
-    or veth added to the machine's namespace makes Chromium abort the requests it has
-    in flight (net::ERR_NETWORK_CHANGED, seen on CI as a page whose scripts never
-    loaded), so the browser modules never run beside the modules that add them.
-
-    Then the longest first: the compose stack, the root-network group, the other
-    end-to-end modules, the quick ones; the long ones start at once and the quick ones
-    fill the gaps at the end (sorting is stable: a module's own order is kept)."""
+    """The longest first: the compose stack, the root-network modules, the other
+    end-to-end modules, then the quick ones. ``./scripts/test`` hands modules to two
+    workers in this order, so the long ones start at once and the quick ones fill the
+    gaps at the end (sorting is stable: a module's own order is kept). A test that
+    drives a browser or makes hosts must be in a ROOT_NETWORK_MODULES module."""
     for item in items:
-        uses_network = {"browser", "net"} & set(item.fixturenames)
-        marked = item.get_closest_marker("root_network") is not None
-        if uses_network and not marked:
-            raise pytest.UsageError(f"{item.nodeid} uses {uses_network}: mark it root_network")
-        group = ROOT_NETWORK_GROUP if marked else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        uses = {"browser", "net"} & set(item.fixturenames)
+        if uses and _module(item.nodeid) not in ROOT_NETWORK_MODULES:
+            raise pytest.UsageError(f"{item.nodeid} uses {uses}: list it in ROOT_NETWORK_MODULES")
 
     def weight(item: pytest.Item) -> int:
         if item.get_closest_marker("compose"):
             return 0
-        if item.get_closest_marker("root_network"):
+        if _module(item.nodeid) in ROOT_NETWORK_MODULES:
             return 1
         return 2 if item.get_closest_marker("e2e") else 3
 

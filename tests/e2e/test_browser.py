@@ -21,7 +21,7 @@ from tests.e2e.chromium import ARTIFACTS, TIMEOUT_MS, sync_api
 from tests.e2e.conftest import Stack
 from tests.procs import REPO, free_port, start_api, stop
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 GOOD = {"epochs": 15, "train_size": 20_000, "minibatches": 40, "eta": 0.01, "input_scaling": "unit"}
 KEY = {"X-API-Key": "read-key"}

@@ -12,7 +12,7 @@ browser = chromium.browser
 page = chromium.page
 __all__ = ["fresh", "pair"]  # the fixtures, shared with test_canary.py
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 
 def panel_says(page: "sync_api.Page", text: str) -> str:

@@ -12,7 +12,7 @@ from tests.e2e.chromium import ARTIFACTS, sync_api
 from tests.e2e.conftest import Stack
 from tests.procs import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 QUICK = {"epochs": 3, "train_size": 2000, "minibatches": 20, "eta": 0.01, "input_scaling": "unit"}
 

@@ -17,7 +17,7 @@ from tests.e2e.test_browser import draw, label_for
 browser = chromium.browser
 page = chromium.page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 FINETUNE_STATUS = re.compile(r"^job ([0-9a-f]{8}) (queued|running|succeeded), epoch \d+/3")
 

@@ -16,7 +16,7 @@ from tests.e2e.test_browser import draw_seven
 browser = chromium.browser
 page = chromium.page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

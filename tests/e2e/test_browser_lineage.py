@@ -18,7 +18,7 @@ from tests.e2e.conftest import TINY, Stack
 browser = chromium.browser
 page = chromium.page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 FINETUNE = {"epochs": 1, "train_size": 2000, "minibatches": 20, "feedback_weight": 5}
 CORRECTIONS = 10  # the fine-tunes hold a fifth out: 2 to measure on

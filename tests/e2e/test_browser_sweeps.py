@@ -14,7 +14,7 @@ from tests.e2e.test_sweeps import SETTINGS
 browser = chromium.browser
 page = chromium.page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

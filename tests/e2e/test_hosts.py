@@ -24,7 +24,7 @@ from tests.netns import Host, Network, require_netns
 from tests.procs import BIN, REPO, mnist_dir, wait_until
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, Seaweed
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 JOB = {
     "train_size": 3000,

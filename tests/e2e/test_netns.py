@@ -17,7 +17,7 @@ from redis.retry import Retry
 from tests.netns import Host, Network, ip, require_netns
 from tests.procs import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 # Run inside a host: connect to HOST:PORT, print what happened (PONG, or the error's kind).
 PING = """

@@ -15,7 +15,7 @@ import redis
 from tests.netns import Network
 from tests.sentinel import MASTER, Topology, sentinel_topology
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root_network]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(autouse=True)
