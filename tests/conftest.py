@@ -142,8 +142,8 @@ def scope_of(nodeid: str) -> str:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """Whole modules to a worker (a module shares its stack), the root-network modules
-    as one. (xdist's own ``--dist loadgroup`` is no help: under pytest 9 it cannot mark
-    the test ids it groups by.)"""
+    as one. (xdist's own ``--dist loadgroup`` groups nothing under pytest 9:
+    pytest-dev/pytest-xdist#1386.)"""
     from xdist.scheduler import LoadFileScheduling
 
     class ModuleScheduling(LoadFileScheduling):
