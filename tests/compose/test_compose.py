@@ -15,6 +15,7 @@ import gzip
 import json
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,6 +57,30 @@ QUICK_JOB = {
 }
 LONG_JOB = {"epochs": 300, "train_size": 10000}
 APP_UID = "10001"  # the Dockerfile's service user
+
+
+def free_ports_and_the_next(count: int) -> list[int]:
+    """``count`` loopback ports each free together with the port after it (SeaweedFS's
+    gRPC ports at S3_GRPC_OFFSET=1), all held open until picked: a port the OS picks
+    freely may have its next one in use (CI saw the master fail on it)."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        for _ in range(50 * count):
+            port, next_one = socket.socket(), socket.socket()
+            held += [port, next_one]
+            port.bind(("127.0.0.1", 0))
+            try:
+                next_one.bind(("127.0.0.1", port.getsockname()[1] + 1))
+            except OSError:
+                continue
+            ports.append(port.getsockname()[1])
+            if len(ports) == count:
+                return ports
+    finally:
+        for sock in held:
+            sock.close()
+    raise RuntimeError(f"no {count} free ports with their next one free")
 
 
 def read_test_images(directory: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +401,8 @@ def s3_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     two workers, ``up -d --build --scale worker=2`` with docker-compose.s3.yml on top."""
     stack.compose.run("down", "-v", "--remove-orphans", "-t", "5", timeout=180)
     root = tmp_path_factory.mktemp("compose-s3")
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer")}
+    names = ("s3", "master", "volume", "filer")
+    ports = dict(zip(names, free_ports_and_the_next(len(names)), strict=True))
     settings = (REPO / "docker-compose.s3.yml").read_text()
     assert "/data/models" in settings  # the override that replaces the shared volume
     secret = secrets.token_hex(16)
@@ -394,7 +420,7 @@ def s3_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "S3_MASTER_PORT": str(ports["master"]),
             "S3_VOLUME_PORT": str(ports["volume"]),
             "S3_FILER_PORT": str(ports["filer"]),
-            "S3_GRPC_OFFSET": "1",  # ports+1: free_port() picks from the ephemeral range
+            "S3_GRPC_OFFSET": "1",  # each port + 1, free too (free_ports_and_the_next)
         },
     }
     override.write_text(json.dumps({"services": {"s3": host_s3}}))
