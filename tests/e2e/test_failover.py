@@ -73,10 +73,6 @@ SWEEP = {
     "seed": 20,
 }
 ENDED = {"succeeded", "failed", "cancelled"}
-DOWN_AFTER_MS = 2000
-"""Sentinel's down-after-milliseconds. The harness's 1 s flapped here under load: a
-sentinel whose fresh link to the just-promoted primary took over a second to answer
-called it down and failed over again, to the killed server just restarted."""
 
 
 @dataclass
@@ -163,7 +159,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mnist_data: Mnist) -> Iterat
         password=DATA_PASSWORD,
         sentinel_password=SENTINEL_PASSWORD,
         persistent=True,  # a killed server comes back with what it held
-        down_after_ms=DOWN_AFTER_MS,
     )
     top.start()
     sentinels = ",".join(top.sentinel_addresses())

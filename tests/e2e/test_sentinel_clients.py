@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def test_a_silent_primary_is_left_for_the_new_one_within_the_same_command(
     tmp_path: Path,
 ) -> None:
-    with sentinel_topology(tmp_path, password="pw", down_after_ms=2000) as top:
+    with sentinel_topology(tmp_path, password="pw") as top:
         settings = Settings(
             redis_url="redis://:pw@127.0.0.1:1/0",
             redis_sentinels=",".join(top.sentinel_addresses()),
